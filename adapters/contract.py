@@ -1,0 +1,114 @@
+"""The public plugin contract: what an adapter is, and how it reports failure.
+
+An adapter wraps one public API of one framework. It needs:
+
+- ``name: str`` and ``framework: str`` (the distribution whose version is reported);
+- ``lookup(table, ids) -> np.ndarray``.
+
+Optional methods add capabilities; a missing one makes its clauses
+``not_applicable``:
+
+- ``lookup_sharded(shards, ids, strategy) -> np.ndarray``;
+- ``grad(table, ids, upstream) -> np.ndarray``: d sum(lookup * upstream) / d table.
+
+Optional data:
+
+- ``capabilities: Capabilities`` (declared, OpInfo style; defaults below);
+- ``snippet(op, args) -> str``: stand-alone code in the framework's own API that
+  reproduces one call (``args`` maps argument names to NumPy expressions).
+
+Failures are raised as the classes below. Anything else raised by an adapter
+counts against it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+STRATEGIES = ("mod", "div")
+
+
+class LookupFailure(Exception):
+    """Base of every failure an adapter may report. ``kind`` names it in results."""
+
+    kind = "lookup_failure"
+
+
+class OutOfRange(LookupFailure):
+    """An id outside [0, V), negative ids included."""
+
+    kind = "out_of_range"
+
+
+class InvalidIds(LookupFailure):
+    """Ids of a dtype the lookup does not take (floats, bools, ...)."""
+
+    kind = "invalid_ids"
+
+
+class InvalidTable(LookupFailure):
+    """A table the lookup does not take (wrong rank, dtype, ...)."""
+
+    kind = "invalid_table"
+
+
+class InvalidShards(LookupFailure):
+    """A shard list whose sizes, row shapes or dtypes do not fit the strategy."""
+
+    kind = "invalid_shards"
+
+
+FAILURES = {cls.kind: cls for cls in (LookupFailure, OutOfRange, InvalidIds, InvalidTable, InvalidShards)}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter takes, declared as data. Inputs outside it are not generated
+    for the adapter (its clauses narrow) or, where a whole clause falls outside it,
+    the clause is ``not_applicable`` with ``reason``."""
+
+    # Table dtypes the API documents; rows.exact runs over each of them.
+    table_dtypes: tuple[str, ...] = FLOAT_DTYPES
+    # Table ranks (1 = scalar rows, 2 = vector rows, ...) the API takes.
+    table_ndims: tuple[int, ...] = (1, 2, 3, 4)
+    # Integer id dtypes the API takes. Others must fail with InvalidIds.
+    id_dtypes: tuple[str, ...] = INT_DTYPES
+    # Partition strategies lookup_sharded takes (only with lookup_sharded).
+    strategies: tuple[str, ...] = STRATEGIES
+    # Distributions whose versions are reported beside ``framework``.
+    distributions: tuple[str, ...] = ()
+    device: str = "cpu"
+    # Why a capability is narrower than the contract (shown in the report).
+    notes: tuple[str, ...] = ()
+
+    def narrowed(self, **changes: Any) -> "Capabilities":
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    name: str
+    framework: str
+
+    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray: ...
+
+
+def capabilities_of(adapter: Any) -> Capabilities:
+    caps = getattr(adapter, "capabilities", None)
+    return caps if isinstance(caps, Capabilities) else Capabilities()
+
+
+def check_adapter(adapter: Any) -> None:
+    """Raise TypeError naming what an object lacks to be an adapter."""
+    missing = [a for a in ("name", "framework") if not isinstance(getattr(adapter, a, None), str)]
+    if not callable(getattr(adapter, "lookup", None)):
+        missing.append("lookup()")
+    if missing:
+        raise TypeError(f"{adapter!r} is not an adapter: it lacks {', '.join(missing)}")

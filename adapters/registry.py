@@ -1,0 +1,138 @@
+"""Built-in adapters as data: name, factory, distributions, and the process they run in.
+
+Nothing here imports a framework. A built-in's ``group`` names the worker process
+that hosts it (one per framework, one per Keras backend, since Keras fixes its
+backend per process); ``env`` is set in that process before anything is imported.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    factory: str  # "module:attr", a zero-argument callable returning the adapter
+    imports: tuple[str, ...]  # top-level modules that must be importable
+    distributions: tuple[str, ...]  # reported versions, first is `framework`
+    group: str | None = None  # worker process key; None runs in the pytest process
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def framework(self) -> str:
+        return self.distributions[0]
+
+    def missing(self) -> str | None:
+        """Why this adapter cannot run here (no framework import happens), or None."""
+        for mod in self.imports:
+            if importlib.util.find_spec(mod) is None:
+                return f"{mod} is not installed (pip install {self.distributions[0]})"
+        return None
+
+
+def _keras(backend: str, suffix: str = "", attr: str = "embedding") -> Builtin:
+    dists = {"tensorflow": ("tensorflow",), "torch": ("torch",), "jax": ("jax", "jaxlib")}[backend]
+    imports = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}[backend]
+    return Builtin(
+        f"keras.layers.Embedding[{backend}]{suffix}",
+        f"adapters.keras_adapter:{attr}",
+        ("keras", imports),
+        ("keras", *dists),
+        group=f"keras-{backend}",
+        env=(("KERAS_BACKEND", backend),),
+    )
+
+
+
+def _b(name: str, factory: str, imports: tuple[str, ...], dists: tuple[str, ...], group: str) -> Builtin:
+    return Builtin(name, factory, imports, dists, group)
+
+
+TF = ("tensorflow",)
+TF_DISTS = ("tensorflow", "tensorflow-cpu")
+TFK = ("tf_keras", "tensorflow")
+TFK_DISTS = ("tf-keras", *TF_DISTS)
+JAX_DISTS = ("jax", "jaxlib")
+
+BUILTINS: tuple[Builtin, ...] = (
+    Builtin("numpy", "adapters.numpy_adapter:NumpyAdapter", ("numpy",), ("numpy",)),
+    # torch: eager, compiled, and the sparse-gradient layer
+    _b("torch.nn.Embedding", "adapters.torch_adapter:nn_embedding", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.Embedding[sparse]", "adapters.torch_adapter:nn_embedding_sparse", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding", "adapters.torch_adapter:functional_embedding", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding[compile]", "adapters.torch_adapter:functional_embedding_compile", ("torch",), ("torch",), "torch"),
+    # TensorFlow: eager, tf.function, XLA; TF1-style partitioned lookup; sharded variables
+    _b("tf.nn.embedding_lookup", "adapters.tf_adapter:embedding_lookup", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.embedding_lookup[function]", "adapters.tf_adapter:embedding_lookup_function", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.embedding_lookup[xla]", "adapters.tf_adapter:embedding_lookup_xla", TF, TF_DISTS, "tensorflow"),
+    _b("tf.compat.v1.nn.embedding_lookup", "adapters.tf_adapter:compat_v1_embedding_lookup", TF, TF_DISTS, "tensorflow"),
+    _b("tf.distribute.ShardedVariable", "adapters.tf_adapter:sharded_variable", TF, TF_DISTS, "tensorflow"),
+    _b("tf.distribute.ShardedVariable[function]", "adapters.tf_adapter:sharded_variable_function", TF, TF_DISTS, "tensorflow"),
+    # Keras 3, one process per backend; [predict] and [jit] drive a keras.Model
+    *(
+        _keras(backend, suffix, attr)
+        for backend in ("tensorflow", "torch", "jax")
+        for suffix, attr in (("", "embedding"), ("[predict]", "model_predict"), ("[jit]", "model_predict_jit"))
+    ),
+    _b("tf_keras.layers.Embedding", "adapters.tf_keras_adapter:embedding", TFK, TFK_DISTS, "tensorflow"),
+    _b("tf_keras.layers.Embedding[one_hot]", "adapters.tf_keras_adapter:embedding_one_hot", TFK, TFK_DISTS, "tensorflow"),
+    # JAX: eager and jitted take, and Flax's layer
+    _b("jax.numpy.take", "adapters.jax_adapter:take", ("jax",), JAX_DISTS, "jax"),
+    _b("jax.numpy.take[jit]", "adapters.jax_adapter:take_jit", ("jax",), JAX_DISTS, "jax"),
+    _b("flax.nnx.Embed", "adapters.flax_adapter:nnx_embed", ("flax", "jax"), ("flax", *JAX_DISTS), "jax"),
+)
+
+BY_NAME = {b.name: b for b in BUILTINS}
+
+
+def select(spec: str | None) -> list[Builtin]:
+    """Built-ins named by ``--adapters``: exact names, or prefixes selecting a family
+    (``keras``, ``tf``, ``torch.nn``, ``[xla]`` style suffixes too). ValueError names
+    the valid choices on an unknown one."""
+    if not spec:
+        return list(BUILTINS)
+    chosen: list[Builtin] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        hits = [b for b in BUILTINS if _matches(b.name, token)]
+        if not hits:
+            valid = ", ".join(b.name for b in BUILTINS)
+            raise ValueError(f"unknown adapter {token!r}; valid adapters (or a prefix of one): {valid}")
+        chosen += [b for b in hits if b not in chosen]
+    return chosen
+
+
+def _matches(name: str, token: str) -> bool:
+    if name == token:
+        return True
+    if token.startswith("["):  # a mode or backend family: "[xla]", "[jax]"
+        return token in name
+    # a prefix ends at a boundary, so "tf" selects "tf.nn..." and "tf_keras...", not "tfx"
+    return name.startswith(token) and (token.endswith((".", "_", "[")) or name[len(token)] in "._[")
+
+
+def versions(distributions: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for dist in distributions:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def load_object(spec: str):
+    """Import ``module:attr``; call it if it is a class or a zero-argument factory."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"adapter spec {spec!r} is not of the form MODULE:ATTR")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "lookup")):
+        obj = obj()
+    return obj

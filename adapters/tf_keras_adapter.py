@@ -1,0 +1,173 @@
+"""tf-keras (Keras 2) adapters: ``tf_keras.layers.Embedding`` and its one-hot variant.
+
+The layer is built as a user builds it (``tf_keras.layers.Embedding(V, D,
+dtype=<table dtype>)``, ``use_one_hot_matmul=True`` for ``[one_hot]``,
+``mask_zero=True`` for the mask), then its ``embeddings`` variable is assigned the
+given table; layers are cached per (V, D, dtype, variant) because building is slow.
+Ids are handed to the layer as the NumPy array given. The layer itself casts every
+id dtype other than int32/int64 to int32 (``tf.cast``: floats truncate toward zero,
+bool -> 0/1, uint32/uint64 wrap to int32) and then calls ``tf.nn.embedding_lookup``
+(CPU: ids outside [0, V) raise) or, for ``[one_hot]``, ``tf.matmul(tf.one_hot(ids,
+V), embeddings)`` (arithmetic: see suites/divergences/tf_keras.toml).
+
+TensorFlow is imported lazily, with TF_CPP_MIN_LOG_LEVEL=3 set first.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, InvalidIds, InvalidTable, OutOfRange
+
+_OUT_OF_RANGE = re.compile(r"indices(\[[\d,]*\])? = -?\d+ is not in \[0, \d+\)")
+_CAST_NOTE = ("Embedding.call casts ids of any dtype but int32/int64 to int32 (tf.cast): float ids "
+              "truncate toward zero, bool ids become 0/1, uint32/uint64 ids wrap to int32")
+_EMPTY_NOTE = "Embedding(input_dim, output_dim) raises ValueError unless both are positive: no V == 0 or D == 0 table"
+
+
+def _import_tf():
+    if "tensorflow" not in __import__("sys").modules:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+    import tf_keras
+
+    return tf, tf_keras
+
+
+class TfKerasEmbedding:
+    framework = "tf-keras"
+
+    def __init__(self, one_hot: bool):
+        self._tf, self._keras = _import_tf()
+        self.one_hot = one_hot
+        self.name = "tf_keras.layers.Embedding[one_hot]" if one_hot else "tf_keras.layers.Embedding"
+        notes = ["Embedding holds an (input_dim, output_dim) matrix: 2-D tables only", _CAST_NOTE, _EMPTY_NOTE]
+        if one_hot:
+            notes.append("use_one_hot_matmul=True computes tf.matmul(tf.one_hot(ids, V, dtype), embeddings): "
+                         "out-of-range ids give +0.0 rows, -0.0 becomes +0.0, NaN/Inf anywhere in a column "
+                         "poisons that column, subnormals flush to zero (not float16); 0-d ids fail in MatMul")
+        else:
+            notes.append("eager CPU tf.nn.embedding_lookup (ResourceGather) raises InvalidArgumentError for ids "
+                         "outside [0, V)")
+        self.capabilities = Capabilities(
+            table_dtypes=FLOAT_DTYPES,
+            table_ndims=(2,),
+            id_dtypes=INT_DTYPES,
+            distributions=("tf-keras", "tensorflow", "tensorflow-cpu"),
+            notes=tuple(notes),
+        )
+        self._layers: dict[tuple, object] = {}
+
+    # --- framework objects ------------------------------------------------------
+
+    def _layer(self, table: np.ndarray, mask_zero: bool = False):
+        if table.ndim != 2:
+            raise InvalidTable(f"tf_keras.layers.Embedding takes a 2-D (input_dim, output_dim) table, "
+                               f"got rank {table.ndim}")
+        dtype = table.dtype.name  # "float16", "bfloat16", "float32", "float64"
+        key = (table.shape, dtype, mask_zero)
+        layer = self._layers.get(key)
+        if layer is None:
+            kwargs = {"mask_zero": True} if mask_zero else {}
+            if self.one_hot:
+                kwargs["use_one_hot_matmul"] = True
+            try:
+                layer = self._keras.layers.Embedding(table.shape[0], table.shape[1], dtype=dtype, **kwargs)
+            except ValueError as exc:
+                if "should be positive" in str(exc):
+                    raise InvalidTable(str(exc)) from exc
+                raise
+            layer.build((None,))
+            self._layers[key] = layer
+        layer.embeddings.assign(table)
+        return layer
+
+    def _translate(self, exc: BaseException) -> BaseException | None:
+        msg = str(exc)
+        if isinstance(exc, self._tf.errors.InvalidArgumentError) and _OUT_OF_RANGE.search(msg):
+            return OutOfRange(_OUT_OF_RANGE.search(msg).group(0))
+        if isinstance(exc, (self._tf.errors.UnimplementedError, self._tf.errors.NotFoundError,
+                            TypeError, ValueError)) and "Cast" in msg and "to int32" in msg:
+            return InvalidIds(msg)
+        return None
+
+    def _run(self, fn):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - re-raised unless classified
+            failure = self._translate(exc)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    # --- adapter API --------------------------------------------------------------
+
+    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        layer = self._layer(table)
+        return self._run(lambda: layer(ids)).numpy()
+
+    def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
+        tf = self._tf
+        layer = self._layer(table)
+
+        def run():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(ids) * upstream)
+            g = tape.gradient(loss, layer.embeddings)
+            # IndexedSlices (embedding_lookup) -> dense with TF's own conversion
+            # (unsorted_segment_sum, so duplicates accumulate); None -> zeros
+            return tf.zeros_like(layer.embeddings) if g is None else tf.convert_to_tensor(g)
+
+        return self._run(run).numpy()
+
+    def lookup_mask_zero(self, table: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        layer = self._layer(table, mask_zero=True)
+        out = self._run(lambda: layer(ids))
+        mask = layer.compute_mask(ids)
+        return out.numpy(), np.asarray(mask)
+
+    def snippet(self, op: str, args: dict[str, str]) -> str:
+        extra = ", use_one_hot_matmul=True" if self.one_hot else ""
+        if op == "lookup_mask_zero":
+            extra += ", mask_zero=True"
+        lines = [
+            "import os",
+            "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'",
+            "import numpy as np",
+            "import ml_dtypes",
+            "import tensorflow as tf",
+            "import tf_keras",
+            *(f"{k} = {v}" for k, v in args.items()),
+            f"layer = tf_keras.layers.Embedding(table.shape[0], table.shape[1], dtype=table.dtype.name{extra})",
+            "layer.build((None,))",
+            "layer.embeddings.assign(table)",
+        ]
+        if op == "lookup":
+            lines += ["out = layer(ids).numpy()"]
+        elif op == "lookup_mask_zero":
+            lines += ["out = layer(ids).numpy()", "print('mask', layer.compute_mask(ids).numpy())"]
+        elif op == "grad":
+            lines += [
+                "with tf.GradientTape() as tape:",
+                "    loss = tf.reduce_sum(layer(ids) * upstream)",
+                "g = tape.gradient(loss, layer.embeddings)",
+                "out = tf.convert_to_tensor(g).numpy()",
+            ]
+        else:
+            raise ValueError(f"{self.name} has no operation {op!r}")
+        lines += [
+            "print(out.dtype, out.shape)",
+            "print(repr(out))",
+            "print([hex(b) for b in out.view(f'u{out.dtype.itemsize}').ravel().tolist()])",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def embedding() -> TfKerasEmbedding:
+    return TfKerasEmbedding(one_hot=False)
+
+
+def embedding_one_hot() -> TfKerasEmbedding:
+    return TfKerasEmbedding(one_hot=True)

@@ -1,0 +1,223 @@
+"""Render a run (or several, merged) into one self-contained HTML page.
+
+The page is ``out_dir/index.html``: styles and scripts inline, nothing fetched
+when it opens (it works from disk), rendered by Jinja2 from
+``reports/templates/*.j2``. The matrix itself is plain server-rendered HTML (one
+short ``<td>`` per check); everything a cell opens to (example, expected,
+actual, divergence, snippet) is embedded once, as JSON, and read by the script
+only when the cell is clicked. Filters work by toggling a class or one generated
+style rule, so they stay fast with thousands of checks.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+
+from .merge import Matrix, build_matrix, merge_runs
+from .results import FAILING, LABELS, MEANINGS, PASSING, STATUSES, SYMBOLS, Run
+
+TEMPLATES = Path(__file__).with_name("templates")
+PAGE = "page.html.j2"
+_DETAIL_KEYS = ("example", "expected", "actual", "detail", "reason", "snippet", "divergence", "source", "examples",
+                "seconds")
+
+
+def render(run_or_runs: Run | Sequence[Run], out_dir: Path | str, *, write: bool = True) -> Any:
+    """Render ``out_dir/index.html`` and return its path.
+
+    ``run_or_runs`` is one :class:`~reports.results.Run` (from ``read_run``) or a
+    sequence of them, which are merged first (a version axis: one column per
+    adapter and set of versions, changed clauses marked). With ``write=False``
+    the page is returned as a string and nothing is written.
+    """
+    if isinstance(run_or_runs, Run):
+        run = run_or_runs
+    else:
+        runs = list(run_or_runs)
+        if not runs:
+            raise ValueError("render() needs at least one run")
+        run = runs[0] if len(runs) == 1 else merge_runs(runs)
+    html = render_page(run)
+    if not write:
+        return html
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "index.html"
+    tmp = out / f".index.html.{os.getpid()}.tmp"
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def render_page(run: Run) -> str:
+    return _env().get_template(PAGE).render(**page_context(run))
+
+
+_ENV: jinja2.Environment | None = None
+
+
+def _env() -> jinja2.Environment:
+    global _ENV
+    if _ENV is None:
+        _ENV = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+    return _ENV
+
+
+def page_context(run: Run) -> dict[str, Any]:
+    m = build_matrix(run)
+    meta = run.meta
+    ncols = len(m.columns)
+    changed_cells = {(ch.row, ci) for ch in m.changes for ci, _, _ in ch.cells}
+    # which columns of the changed adapter: all of them, so the whole version group is outlined
+    changed_groups: set[tuple[int, int]] = set()
+    cols_of: dict[str, list[int]] = {}
+    for col in m.columns:
+        cols_of.setdefault(col.adapter, []).append(col.index)
+    for ch in m.changes:
+        for ci in cols_of[ch.adapter]:
+            changed_groups.add((ch.row, ci))
+    changed_cells |= changed_groups
+
+    counts = {s: 0 for s in STATUSES}
+    missing = 0
+    families: list[dict[str, Any]] = []
+    changed_rows = m.changed_rows()
+    for ri, clause in enumerate(m.clauses):
+        cells = []
+        for ci in range(ncols):
+            rec = m.cells.get((ri, ci))
+            if rec is None:
+                missing += 1
+                cells.append(("x", ""))
+                continue
+            s = rec["status"]
+            counts[s] += 1
+            cells.append((f"s-{s} g" if (ri, ci) in changed_cells else f"s-{s}", SYMBOLS[s]))
+        if not families or families[-1]["name"] != clause["family"]:
+            families.append({"name": clause["family"], "rows": []})
+        families[-1]["rows"].append({"index": ri, "id": clause["id"], "statement": clause.get("statement", ""),
+                                     "changed": ri in changed_rows, "cells": cells})
+
+    fw_groups, ad_groups = _header_groups(m)
+    failing = sum(counts[s] for s in FAILING)
+    total = sum(counts.values())
+    runs = meta.get("runs") or []
+    incomplete = [r.get("source", "") for r in runs if not r.get("complete", True)]
+
+    data = {
+        "statuses": list(STATUSES),
+        "symbols": SYMBOLS,
+        "labels": LABELS,
+        "meanings": MEANINGS,
+        "frameworks": m.frameworks,
+        "cols": [{"a": c.adapter, "f": c.framework, "v": c.versions, "d": c.device, "l": c.label, "x": c.variant,
+                  "g": c.changed} for c in m.columns],
+        "rows": [{"id": c["id"], "f": c["family"], "s": c.get("statement", "")} for c in m.clauses],
+        "recs": [_slim(ri, ci, rec) for (ri, ci), rec in sorted(m.cells.items())],
+        "changes": [{"r": ch.row, "a": ch.adapter, "c": [ci for ci, _, _ in ch.cells]} for ch in m.changes],
+    }
+    return {
+        "title": "Embedding conformance report" + (" (merged)" if len(runs) > 1 else ""),
+        "meta": meta,
+        "env_rows": _env_rows(meta),
+        "versions": sorted(meta.get("versions", {}).items()),
+        "runs": runs if len(runs) > 1 else [],
+        "complete": run.complete,
+        "incomplete": incomplete,
+        "omitted": m.omitted,
+        "statuses": [{"name": s, "symbol": SYMBOLS[s], "label": LABELS[s], "meaning": MEANINGS[s],
+                      "count": counts[s], "passes": s in PASSING} for s in STATUSES],
+        "total": total,
+        "failing": failing,
+        "failing_counts": [(s, counts[s]) for s in STATUSES if s in FAILING and counts[s]],
+        "missing": missing,
+        "columns": m.columns,
+        "ncols": ncols,
+        "nrows": len(m.clauses),
+        "fw_groups": fw_groups,
+        "ad_groups": ad_groups,
+        "frameworks": [{"name": f, "ncols": sum(1 for c in m.columns if c.framework == f)} for f in m.frameworks],
+        "families": families,
+        "boundaries": _boundary_css(m, fw_groups, ad_groups),
+        "multi_version": m.multi_version,
+        "changes": [{"row": ch.row, "clause": ch.clause, "adapter": ch.adapter,
+                     "cells": [{"col": ci, "label": m.columns[ci].label, "status": s, "symbol": SYMBOLS[s],
+                                "model": " + ".join(model)} for ci, s, model in ch.cells]} for ch in m.changes],
+        "data_json": _script_json(data),
+    }
+
+
+def _slim(ri: int, ci: int, rec: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"r": ri, "c": ci, "s": rec["status"]}
+    for k in _DETAIL_KEYS:
+        v = rec.get(k)
+        if v not in (None, ""):
+            out[k] = v
+    return out
+
+
+def _header_groups(m: Matrix) -> tuple[list[dict], list[dict]]:
+    fw: list[dict] = []
+    ad: list[dict] = []
+    for col in m.columns:
+        if fw and fw[-1]["name"] == col.framework:
+            fw[-1]["n"] += 1
+        else:
+            fw.append({"name": col.framework, "c0": col.index, "n": 1})
+        if ad and ad[-1]["name"] == col.adapter:
+            ad[-1]["n"] += 1
+            ad[-1]["changed"] |= col.changed
+        else:
+            ad.append({"name": col.adapter, "framework": col.framework, "c0": col.index, "n": 1,
+                       "changed": col.changed})
+    return fw, ad
+
+
+def _boundary_css(m: Matrix, fw_groups: list[dict], ad_groups: list[dict]) -> str:
+    """Column separators as a few nth-child rules, so no cell carries a class for them."""
+    fw_starts = [g["c0"] for g in fw_groups[1:]]
+    ad_starts = [g["c0"] for g in ad_groups[1:] if g["c0"] not in fw_starts]
+    rules = []
+    if fw_starts:
+        rules.append(",".join(f"tr.cl>td:nth-child({c + 2})" for c in fw_starts)
+                     + "{border-left:2px solid var(--rule-strong)}")
+    if ad_starts and m.multi_version:
+        rules.append(",".join(f"tr.cl>td:nth-child({c + 2})" for c in ad_starts)
+                     + "{border-left:1px solid var(--rule-mid)}")
+    return "\n".join(rules)
+
+
+def _env_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    hyp = meta.get("hypothesis")
+    rows = [
+        ("Date", _date(meta.get("date", ""))),
+        ("Suite revision", meta.get("revision", "")),
+        ("Python", meta.get("python", "")),
+        ("Platform", meta.get("platform", "")),
+        ("Device", meta.get("device", "")),
+        ("Hypothesis", (f"{hyp} \u00b7 " if hyp else "") + f"profile {meta.get('profile', '')} \u00b7 seed {meta.get('seed', '')}"),
+    ]
+    return rows
+
+
+def _date(d: str) -> str:
+    # "2026-11-21T23:10:00Z" -> "2026-11-21 23:10:00 UTC"; anything else as written
+    if len(d) >= 19 and d[10] == "T":
+        return d[:10] + " " + d[11:19] + (" UTC" if d.endswith("Z") or d.endswith("+00:00") else d[19:])
+    return d
+
+
+def _script_json(data: Any) -> str:
+    """JSON that is safe inside <script type="application/json">: no '</script>' can end it early."""
+    s = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

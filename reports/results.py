@@ -1,0 +1,336 @@
+"""Read and validate a run's results: ``DIR/results.jsonl`` and ``DIR/run.json``.
+
+The format is described in the project's results schema: one JSON object per
+line in ``results.jsonl`` (one per check: adapter x clause) and one object in
+``run.json`` (the run's environment, clause catalogue and adapters). Writing is
+done by the pytest plugin; this module only reads.
+
+Every problem with the input is a :class:`ResultsError` whose message is one
+line naming the file, the line and the problem, for example::
+
+    ci/torch-2.13/results.jsonl:7: invalid JSON: Expecting ',' delimiter (column 41)
+
+A report must never claim more than it read, so nothing here repairs input:
+a truncated last line, a record with a missing key or an unknown status is an
+error, not a skipped line.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+RESULTS = "results.jsonl"
+RUN = "run.json"
+
+# Display order. Passing statuses first, then failing ones.
+STATUSES = ("conforms", "diverges", "not_applicable", "unavailable", "violates", "stale", "error")
+PASSING = frozenset({"conforms", "diverges", "not_applicable", "unavailable"})
+FAILING = frozenset({"violates", "stale", "error"})
+SYMBOLS = {
+    "conforms": "\u2713",  # ✓
+    "diverges": "\u2248",  # ≈
+    "violates": "\u2717",  # ✗
+    "stale": "\u21bb",  # ↻
+    "not_applicable": "\u2013",  # –
+    "unavailable": "\u2205",  # ∅
+    "error": "!",
+}
+LABELS = {
+    "conforms": "conforms",
+    "diverges": "diverges (declared)",
+    "violates": "violates",
+    "stale": "stale declaration",
+    "not_applicable": "not applicable",
+    "unavailable": "unavailable",
+    "error": "suite error",
+}
+MEANINGS = {
+    "conforms": "meets the contract: no counterexample found",
+    "diverges": "departs from the contract exactly as its declared divergence says",
+    "violates": "departs from the contract, and from any declared behaviour model",
+    "stale": "a declared divergence no longer matches what the framework does",
+    "not_applicable": "the adapter lacks the capability this clause needs",
+    "unavailable": "the framework is not installed in this run",
+    "error": "the suite itself broke while checking",
+}
+
+RECORD_REQUIRED = ("adapter", "framework", "clause", "status", "versions")
+_RECORD_TEXT = ("example", "detail", "expected", "actual", "reason", "snippet", "device", "statement", "family",
+                "source", "variant")
+RUN_REQUIRED = ("python", "platform", "device", "revision", "profile", "seed", "date", "versions", "clauses",
+                "adapters", "complete")
+_RUN_TEXT = ("python", "platform", "device", "revision", "profile", "date", "hypothesis")
+
+
+class ResultsError(ValueError):
+    """Input that cannot be read as a run's results. The message is one line."""
+
+    def __init__(self, path: Path | str, line: int | None, problem: str):
+        self.path = str(path)
+        self.line = line
+        self.problem = _one_line(problem)
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {self.problem}")
+
+
+@dataclass
+class Run:
+    """One run's results, validated. ``records`` are plain dicts in file order,
+    with ``family`` and ``statement`` filled in from the clause id and catalogue."""
+
+    dir: Path | None
+    meta: dict[str, Any]
+    records: list[dict[str, Any]]
+    sources: list[str] = field(default_factory=list)  # for a merged run: the directories it joins
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete"))
+
+    @property
+    def clauses(self) -> list[dict[str, str]]:
+        return self.meta["clauses"]
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for r in self.records:
+            out[r["status"]] += 1
+        return out
+
+
+def read_run(dir: Path | str) -> Run:
+    """Read ``dir/run.json`` and ``dir/results.jsonl``; ResultsError on any problem."""
+    d = Path(dir)
+    if not d.exists():
+        raise ResultsError(d, None, "no such directory")
+    if not d.is_dir():
+        raise ResultsError(d, None, "not a directory (expected a report directory holding run.json and results.jsonl)")
+    meta = read_meta(d / RUN)
+    records = read_records(d / RESULTS)
+    _reconcile(meta, records)
+    return Run(dir=d, meta=meta, records=records)
+
+
+# -- run.json -----------------------------------------------------------------
+
+def read_meta(path: Path) -> dict[str, Any]:
+    text = _read_text(path)
+    if not text.strip():
+        raise ResultsError(path, None, "file is empty (the run wrote no metadata)")
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.pos >= len(text.rstrip()):
+            raise ResultsError(path, e.lineno, f"truncated JSON: the file ends before the object closes ({e.msg})") from None
+        raise ResultsError(path, e.lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
+    if not isinstance(meta, dict):
+        raise ResultsError(path, 1, f"expected a JSON object, got {_kind(meta)}")
+
+    def fail(key: str, problem: str) -> ResultsError:
+        return ResultsError(path, _line_of(text, f'"{key}"'), problem)
+
+    for key in RUN_REQUIRED:
+        if key not in meta:
+            raise ResultsError(path, 1, f"missing key {key!r}")
+    for key in _RUN_TEXT:
+        if key in meta and not isinstance(meta[key], str):
+            raise fail(key, f"key {key!r} must be a string, got {_kind(meta[key])}")
+    if isinstance(meta["seed"], (int, float)) and not isinstance(meta["seed"], bool):
+        meta["seed"] = str(meta["seed"])
+    if not isinstance(meta["seed"], str):
+        raise fail("seed", f"key 'seed' must be a string, got {_kind(meta['seed'])}")
+    if not isinstance(meta["complete"], bool):
+        raise fail("complete", f"key 'complete' must be true or false, got {_kind(meta['complete'])}")
+    problem = _versions_problem(meta["versions"])
+    if problem:
+        raise fail("versions", f"key 'versions' {problem}")
+
+    if not isinstance(meta["clauses"], list):
+        raise fail("clauses", f"key 'clauses' must be a list, got {_kind(meta['clauses'])}")
+    seen: set[str] = set()
+    for i, c in enumerate(meta["clauses"]):
+        if not isinstance(c, dict) or not isinstance(c.get("id"), str) or not c["id"]:
+            raise fail("clauses", f"clauses[{i}] must be an object with a non-empty string 'id'")
+        if c["id"] in seen:
+            raise fail("clauses", f"clauses[{i}]: clause {c['id']!r} is listed twice")
+        seen.add(c["id"])
+        if not isinstance(c.get("statement", ""), str) or not isinstance(c.get("family", ""), str):
+            raise fail("clauses", f"clauses[{i}] ({c['id']}): 'statement' and 'family' must be strings")
+        c.setdefault("family", c["id"].split(".")[0])
+        c.setdefault("statement", "")
+
+    if not isinstance(meta["adapters"], list):
+        raise fail("adapters", f"key 'adapters' must be a list, got {_kind(meta['adapters'])}")
+    for i, a in enumerate(meta["adapters"]):
+        if not isinstance(a, dict) or not isinstance(a.get("name"), str) or not a["name"]:
+            raise fail("adapters", f"adapters[{i}] must be an object with a non-empty string 'name'")
+        if not isinstance(a.get("framework", ""), str):
+            raise fail("adapters", f"adapters[{i}] ({a['name']}): 'framework' must be a string")
+        problem = _versions_problem(a.get("versions", {}))
+        if problem:
+            raise fail("adapters", f"adapters[{i}] ({a['name']}): 'versions' {problem}")
+
+    runs = meta.get("runs")  # present in a merged run.json: the runs it joins
+    if runs is not None and (not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs)):
+        raise fail("runs", "key 'runs' must be a list of objects")
+    return meta
+
+
+# -- results.jsonl ---------------------------------------------------------------
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    text = _read_text(path)
+    if not text.strip():
+        raise ResultsError(path, None, "file is empty (no checks were recorded)")
+    lines = text.split("\n")
+    ends_mid_line = not text.endswith("\n")
+    records: list[dict[str, Any]] = []
+    first_seen: dict[tuple, int] = {}
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if ends_mid_line and n == len(lines):
+                raise ResultsError(path, n, "truncated record: the file ends in the middle of this line "
+                                            "(was the run interrupted while writing?)") from None
+            raise ResultsError(path, n, f"invalid JSON: {e.msg} (column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise ResultsError(path, n, f"expected a JSON object, got {_kind(rec)}")
+        _check_record(rec, path, n)
+        key = record_key(rec)
+        if key in first_seen:
+            raise ResultsError(path, n, f"duplicate record for adapter {rec['adapter']!r}, clause {rec['clause']!r} "
+                                        f"(first at line {first_seen[key]})")
+        first_seen[key] = n
+        records.append(rec)
+    return records
+
+
+def record_key(rec: dict[str, Any]) -> tuple:
+    """What makes a record unique: one check of one adapter at one set of versions."""
+    return (rec["adapter"], versions_key(rec["versions"]), rec.get("device") or "", rec.get("variant") or "",
+            rec["clause"])
+
+
+def versions_key(versions: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(versions.items()))
+
+
+def outcome(rec: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """What a change between versions is judged on: the status and the behaviour model."""
+    div = rec.get("divergence") or {}
+    return rec["status"], tuple(div.get("model") or ())
+
+
+def _check_record(rec: dict[str, Any], path: Path, n: int) -> None:
+    def fail(problem: str) -> ResultsError:
+        return ResultsError(path, n, problem)
+
+    for key in RECORD_REQUIRED:
+        if key not in rec:
+            raise fail(f"missing key {key!r}")
+    for key in ("adapter", "framework", "clause"):
+        if not isinstance(rec[key], str) or not rec[key].strip():
+            raise fail(f"key {key!r} must be a non-empty string, got {_short(rec[key])}")
+    if rec["status"] not in STATUSES:
+        raise fail(f"key 'status' is {_short(rec['status'])}, expected one of {', '.join(STATUSES)}")
+    problem = _versions_problem(rec["versions"])
+    if problem:
+        raise fail(f"key 'versions' {problem}")
+    for key in _RECORD_TEXT:
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            raise fail(f"key {key!r} must be a string or null, got {_kind(rec[key])}")
+    ex = rec.get("examples")
+    if ex is not None and (isinstance(ex, bool) or not isinstance(ex, int) or ex < 0):
+        raise fail(f"key 'examples' must be a non-negative integer or null, got {_short(ex)}")
+    sec = rec.get("seconds")
+    if sec is not None and (isinstance(sec, bool) or not isinstance(sec, (int, float)) or not math.isfinite(sec)):
+        raise fail(f"key 'seconds' must be a number or null, got {_short(sec)}")
+    div = rec.get("divergence")
+    if div is not None:
+        if not isinstance(div, dict):
+            raise fail(f"key 'divergence' must be an object or null, got {_kind(div)}")
+        model = div.get("model")
+        if isinstance(model, str):
+            div["model"] = model = [model]
+        if not isinstance(model, list) or not model or not all(isinstance(m, str) for m in model):
+            raise fail("divergence.model must be a non-empty list of behaviour model names")
+        if div.get("versions") is not None and _versions_problem(div["versions"]):
+            raise fail(f"divergence.versions {_versions_problem(div['versions'])}")
+        for key in ("reference", "note"):
+            if div.get(key) is not None and not isinstance(div[key], str):
+                raise fail(f"divergence.{key} must be a string, got {_kind(div[key])}")
+    rec["family"] = rec.get("family") or rec["clause"].split(".")[0]
+
+
+def _reconcile(meta: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """Fill statements from the catalogue; extend the catalogue with clauses that
+    only the records name (in the order first seen), so no record is dropped."""
+    catalogue = {c["id"]: c for c in meta["clauses"]}
+    for rec in records:
+        c = catalogue.get(rec["clause"])
+        if c is None:
+            c = {"id": rec["clause"], "family": rec["family"], "statement": rec.get("statement") or ""}
+            meta["clauses"].append(c)
+            catalogue[c["id"]] = c
+        elif not c.get("statement") and rec.get("statement"):
+            c["statement"] = rec["statement"]
+        if not rec.get("statement"):
+            rec["statement"] = c.get("statement", "")
+
+
+# -- helpers ----------------------------------------------------------------------
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise ResultsError(path, None, "file not found")
+    if not path.is_file():
+        raise ResultsError(path, None, "not a regular file")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ResultsError(path, line, f"not UTF-8 text (byte {e.start} is {data[e.start]:#04x}); "
+                                       f"the file is corrupt or not a results file") from None
+
+
+def _versions_problem(v: Any) -> str | None:
+    if not isinstance(v, dict):
+        return f"must be an object mapping distribution to version, got {_kind(v)}"
+    for k, val in v.items():
+        if not isinstance(val, str):
+            return f"must map distribution to a version string; {k!r} maps to {_kind(val)}"
+    return None
+
+
+def _line_of(text: str, needle: str) -> int:
+    i = text.find(needle)
+    return text.count("\n", 0, i) + 1 if i >= 0 else 1
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    s = json.dumps(v, ensure_ascii=False)
+    return s if len(s) <= limit else s[: limit - 1] + "\u2026"
+
+
+def _one_line(s: str) -> str:
+    return " ".join(s.split())
+
+
+def iter_statuses() -> Iterable[tuple[str, str, str, bool]]:
+    """(status, symbol, label, passes) in display order."""
+    for s in STATUSES:
+        yield s, SYMBOLS[s], LABELS[s], s in PASSING

@@ -1,0 +1,72 @@
+"""The clause catalogue. A clause is data: its id, its one-line statement, the
+adapter method it needs, the strategy of its cases, the oracle that says what
+must come back (under the contract or a behaviour model), and the comparison
+that judges it. Clause families live in ``suites/test_<family>.py``, each clause
+next to its oracle; importing them registers them here."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from hypothesis import strategies as st
+
+from adapters.contract import Capabilities
+
+from . import assertions
+
+Args = dict[str, Any]
+FAMILY_MODULES = (
+    "suites.test_shape",
+    "suites.test_dtype",
+    "suites.test_rows",
+    "suites.test_ids",
+    "suites.test_table",
+    "suites.test_seed_examples",
+)
+
+
+@dataclass(frozen=True)
+class Clause:
+    id: str
+    statement: str
+    method: str  # the adapter method the clause calls
+    cases: Callable[[Capabilities], st.SearchStrategy[Args]]
+    oracle: Callable[[Args, Sequence[str], Capabilities], Any]  # what must come back under a model
+    compare: Callable[[assertions.Outcome, assertions.Outcome], str | None] = assertions.same_bits
+    applicable: Callable[[Capabilities, Any], str | None] = lambda caps, adapter: None
+    tolerance: str | None = None  # why a tolerance, where arithmetic happens
+    # models tried, in order, to say which one an unexpected outcome looks like
+    suspects: tuple[tuple[str, ...], ...] = ()
+    order: int = field(default=0, compare=False)
+    module: str = ""  # the suite module that defines it
+
+    @property
+    def family(self) -> str:
+        return self.id.split(".")[0]
+
+
+CLAUSES: dict[str, Clause] = {}
+
+
+def clause(id: str, statement: str, **kw: Any) -> Callable[[Callable], Callable]:
+    """Register a clause; the decorated function is its case strategy factory."""
+
+    def register(cases: Callable) -> Callable:
+        if id in CLAUSES:
+            raise ValueError(f"clause {id} is defined twice")
+        CLAUSES[id] = Clause(id=id, statement=statement, cases=cases, order=len(CLAUSES), module=cases.__module__, **kw)
+        return cases
+
+    return register
+
+
+def load_all() -> dict[str, Clause]:
+    for name in FAMILY_MODULES:
+        importlib.import_module(name)
+    return CLAUSES
+
+
+def family_clauses(family_module: str) -> list[Clause]:
+    importlib.import_module(family_module)
+    return [c for c in CLAUSES.values() if c.module == family_module]

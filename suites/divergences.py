@@ -1,0 +1,125 @@
+"""Declared divergences: reviewed data saying which adapter follows which behaviour
+model on which clause, for which versions, and where that is documented.
+
+Built-in declarations live in ``suites/divergences/*.toml``; users add their own
+with ``--expectations FILE`` (TOML or JSON of the same shape), which take
+precedence. A malformed file is an ExpectationsError whose one-line message
+names the file, the entry and the valid choices.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+BUILTIN_DIR = Path(__file__).with_name("divergences")
+KEYS = {"adapter", "clause", "model", "versions", "reference", "note"}
+REQUIRED = ("adapter", "clause", "model", "versions", "reference")
+
+
+class ExpectationsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Divergence:
+    adapter: str  # exact name or fnmatch pattern
+    clause: str
+    model: tuple[str, ...]
+    versions: tuple[tuple[str, str], ...]  # (distribution, PEP 440 specifier)
+    reference: str
+    note: str = ""
+    source: str = field(default="", compare=False)  # file:entry, for messages
+
+    def holds_for(self, adapter: str, clause: str, installed: dict[str, str]) -> bool:
+        if clause != self.clause or not (adapter == self.adapter or fnmatch.fnmatchcase(adapter, self.adapter)):
+            return False
+        for dist, spec in self.versions:
+            have = installed.get(dist)
+            if have is None:
+                return False
+            try:
+                if not SpecifierSet(spec).contains(Version(have), prereleases=True):
+                    return False
+            except InvalidVersion:
+                return False
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": list(self.model), "versions": dict(self.versions), "reference": self.reference,
+                "note": self.note, "source": self.source}
+
+
+def _load_file(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ExpectationsError(f"{path}: no such expectations file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ExpectationsError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+    entries = data.get("divergence") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ExpectationsError(f"{path}: expected a list of [[divergence]] tables (keys: {', '.join(REQUIRED)}, note)")
+    return entries
+
+
+def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterable[str]) -> list[Divergence]:
+    clauses, models = set(clauses), set(models)
+    out = []
+    for n, e in enumerate(entries, 1):
+        where = f"{path}: divergence #{n}"
+        if not isinstance(e, dict):
+            raise ExpectationsError(f"{where}: expected a table, got {type(e).__name__}")
+        missing = [k for k in REQUIRED if k not in e]
+        if missing:
+            raise ExpectationsError(f"{where}: missing {', '.join(missing)} (required: {', '.join(REQUIRED)})")
+        extra = sorted(set(e) - KEYS)
+        if extra:
+            raise ExpectationsError(f"{where}: unknown key {extra[0]!r}; valid keys: {', '.join(sorted(KEYS))}")
+        if e["clause"] not in clauses:
+            raise ExpectationsError(f"{where}: unknown clause {e['clause']!r}; valid clauses: {', '.join(sorted(clauses))}")
+        model = e["model"]
+        if isinstance(model, str):
+            model = [model]
+        if not isinstance(model, list) or not model or not all(isinstance(m, str) for m in model):
+            raise ExpectationsError(f"{where}: model must be a non-empty list of model names")
+        unknown = [m for m in model if m not in models]
+        if unknown:
+            raise ExpectationsError(f"{where}: unknown behaviour model {unknown[0]!r}; known models: {', '.join(sorted(models))}")
+        versions = e["versions"]
+        if not isinstance(versions, dict) or not versions:
+            raise ExpectationsError(f"{where}: versions must map distributions to version specifiers, e.g. {{ torch = \">=2.0\" }}")
+        for dist, spec in versions.items():
+            try:
+                SpecifierSet(str(spec))
+            except InvalidSpecifier:
+                raise ExpectationsError(f"{where}: {dist} = {spec!r} is not a version specifier (PEP 440, e.g. '>=2.16,<2.22')") from None
+        if not isinstance(e["reference"], str) or not e["reference"].strip():
+            raise ExpectationsError(f"{where}: reference must name a doc, source file or issue")
+        out.append(Divergence(str(e["adapter"]), e["clause"], tuple(model),
+                              tuple((str(k), str(v)) for k, v in versions.items()),
+                              e["reference"], str(e.get("note", "")), f"{path.name}#{n}"))
+    return out
+
+
+def load(extra_files: Iterable[str | Path], clauses: Iterable[str], models: Iterable[str]) -> list[Divergence]:
+    """User files first (they override), then the built-in declarations."""
+    clauses, models = list(clauses), list(models)
+    found: list[Divergence] = []
+    for f in [Path(p) for p in extra_files] + sorted(BUILTIN_DIR.glob("*.toml")):
+        found += parse(f, _load_file(f), clauses, models)
+    return found
+
+
+def declared(divs: list[Divergence], adapter: str, clause: str, installed: dict[str, str]) -> Divergence | None:
+    for d in divs:
+        if d.holds_for(adapter, clause, installed):
+            return d
+    return None

@@ -1,0 +1,193 @@
+"""One check: an adapter held against one clause, ending in one status.
+
+Search for a counterexample to the contract. None found: ``conforms`` (``stale``
+if a divergence is declared). Found: its shrunk form is the example; then hold
+the adapter against its declared model, on that example and over fresh ones:
+it holds, ``diverges``; it does not, or nothing is declared, ``violates``.
+This module runs in whichever process hosts the adapter; it returns plain dicts.
+"""
+from __future__ import annotations
+
+import copy
+import time
+import traceback
+from typing import Any, Sequence
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hyp_seed
+from hypothesis.errors import FlakyFailure, FlakyStrategyDefinition, HypothesisException
+
+from adapters.contract import LookupFailure, capabilities_of
+
+from .assertions import Outcome, invoke
+from .catalogue import Clause
+from .source import args_source, example_source
+
+PROFILES = {
+    # local runs: random, seed shown in the report
+    "default": dict(max_examples=100),
+    # CI: derandomized, the same examples every run
+    "ci": dict(max_examples=100, derandomize=True),
+    "thorough": dict(max_examples=1000),
+}
+
+
+class Counterexample(Exception):
+    """Raised inside the search at an input where the adapter departs."""
+
+    def __init__(self, inputs: dict[str, Any], expected: Outcome, actual: Outcome, problem: str):
+        super().__init__(problem)
+        self.inputs, self.expected, self.actual, self.problem = inputs, expected, actual, problem
+
+
+def hypothesis_settings(profile: str) -> settings:
+    return settings(
+        database=None,  # a run must not depend on what earlier runs found
+        deadline=None,
+        print_blob=False,
+        verbosity=Verbosity.quiet,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+        **PROFILES[profile],
+    )
+
+
+def expected_outcome(clause: Clause, args: dict[str, Any], model: Sequence[str], caps) -> Outcome:
+    """The oracle's answer. Only LookupFailure is an answer; anything else it raises
+    is a bug in the suite and propagates."""
+    try:
+        return Outcome(value=clause.oracle(copy.deepcopy(args), model, caps))
+    except LookupFailure as exc:
+        return Outcome(failure=exc.kind, message=str(exc)[:300])
+
+
+def observe(adapter: Any, clause: Clause, args: dict[str, Any]) -> Outcome:
+    given_args = copy.deepcopy(args)
+    outcome = invoke(getattr(adapter, clause.method), **given_args)
+    for name, value in args.items():  # a lookup never changes what it is given
+        if isinstance(value, np.ndarray) and value.tobytes() != given_args[name].tobytes():
+            return Outcome(crash=f"the adapter changed its input {name!r} in place")
+        if isinstance(value, list) and any(
+            isinstance(a, np.ndarray) and a.tobytes() != b.tobytes() for a, b in zip(value, given_args[name])
+        ):
+            return Outcome(crash=f"the adapter changed its input {name!r} in place")
+    return outcome
+
+
+class Search:
+    """Hypothesis search for an input where the adapter departs from ``model``."""
+
+    def __init__(self, adapter: Any, clause: Clause, cfg: settings, seed: int | None):
+        self.adapter, self.clause, self.cfg, self.seed = adapter, clause, cfg, seed
+        self.examples = 0
+        self.caps = capabilities_of(adapter)
+
+    def run(self, strategy, model: Sequence[str]) -> Counterexample | None:
+        def probe(args):
+            self.examples += 1
+            actual = observe(self.adapter, self.clause, args)
+            expected = expected_outcome(self.clause, args, model, self.caps)
+            problem = self.clause.compare(expected, actual)
+            if problem:
+                raise Counterexample(args, expected, actual, problem)
+
+        test = self.cfg(given(strategy)(probe))
+        if self.seed is not None and not self.cfg.derandomize:
+            test = hyp_seed(self.seed)(test)
+        try:
+            test()
+        except Counterexample as found:
+            return found
+        return None
+
+
+def diagnose(adapter: Any, clause: Clause, found: Counterexample) -> str:
+    """Which known models, if any, the unexpected outcome matches (on this example;
+    several may agree on a small one)."""
+    caps = capabilities_of(adapter)
+    matches = []
+    for model in clause.suspects:
+        try:
+            if clause.compare(expected_outcome(clause, found.inputs, model, caps), found.actual) is None:
+                matches.append(str(list(model)))
+        except Exception:
+            continue
+    if not matches:
+        return ""
+    return f"; on this example the outcome matches behaviour model{'s' if len(matches) > 1 else ''} {', '.join(matches[:4])}"
+
+
+def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, divergence: Any | None) -> dict:
+    """Status and evidence of one check, as the fields of a results record."""
+    start = time.perf_counter()
+    rec: dict[str, Any] = {}
+    caps = capabilities_of(adapter)
+    if not callable(getattr(adapter, clause.method, None)):
+        return {"status": "not_applicable", "reason": f"the adapter has no {clause.method}()", "examples": 0, "seconds": 0.0}
+    reason = clause.applicable(caps, adapter)
+    if reason:
+        return {"status": "not_applicable", "reason": reason, "examples": 0, "seconds": 0.0}
+    cfg = hypothesis_settings(profile)
+    search = Search(adapter, clause, cfg, seed)
+    strategy = clause.cases(caps)
+    try:
+        found = search.run(strategy, ())
+        if found is None:
+            if divergence is not None:
+                rec.update(status="stale", detail=(
+                    f"declared to follow model {list(divergence.model)} ({divergence.source}), but no input "
+                    f"departing from the contract was found in {search.examples} examples: the declaration no "
+                    f"longer holds for these versions"))
+            else:
+                rec["status"] = "conforms"
+        else:
+            rec.update(_evidence(adapter, clause, found))
+            rec["detail"] = found.problem + diagnose(adapter, clause, found)
+            if divergence is None:
+                rec["status"] = "violates"
+            else:
+                rec.update(_against_model(adapter, clause, search, strategy, found, divergence))
+    except (FlakyFailure, FlakyStrategyDefinition) as exc:
+        rec.update(status="error", reason=f"the adapter's behaviour was not reproducible (flaky): {str(exc)[:300]}")
+    except HypothesisException as exc:
+        rec.update(status="error", reason=f"hypothesis: {type(exc).__name__}: {str(exc)[:300]}")
+    except Exception as exc:  # the suite itself broke: say where
+        tb = traceback.format_exc(limit=-3)
+        rec.update(status="error", reason=f"suite error {type(exc).__name__}: {exc}", detail=tb[-1500:])
+    rec["examples"] = search.examples
+    rec["seconds"] = round(time.perf_counter() - start, 4)
+    return rec
+
+
+def _evidence(adapter: Any, clause: Clause, found: Counterexample) -> dict[str, Any]:
+    snippet = None
+    make = getattr(adapter, "snippet", None)
+    if callable(make):
+        try:
+            snippet = make(clause.method, args_source(found.inputs))
+        except Exception as exc:  # a broken snippet must not hide the finding
+            snippet = f"# the adapter could not write a snippet: {type(exc).__name__}: {exc}"
+    return {
+        "example": example_source(found.inputs),
+        "expected": found.expected.describe(),
+        "actual": found.actual.describe(),
+        "snippet": snippet,
+    }
+
+
+def _against_model(adapter, clause, search: Search, strategy, found: Counterexample, divergence) -> dict[str, Any]:
+    """The contract was broken; does the adapter follow its declared model instead?"""
+    model = divergence.model
+    extra: dict[str, Any] = {}
+    problem = clause.compare(expected_outcome(clause, found.inputs, model, search.caps), found.actual)
+    if problem is None:
+        again = search.run(strategy, model)
+        if again is None:
+            return {"status": "diverges"}
+        problem = again.problem
+        extra = {f"model_{k}": v for k, v in _evidence(adapter, clause, again).items() if k != "snippet"}
+    return {"status": "violates", **extra, "detail": (
+        f"departs from the contract ({found.problem}) and does not follow its declared model "
+        f"{list(model)} ({divergence.source}) either: {problem}")}

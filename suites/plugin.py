@@ -1,0 +1,239 @@
+"""The pytest plugin: options, one test per (clause, adapter), results recording.
+
+Imports no framework: built-ins are described by data (adapters.registry) and
+run in worker processes; only a third-party adapter's own module is imported here.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import secrets
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters import oracle, registry
+from adapters.contract import capabilities_of
+
+from . import divergences as divs
+from .catalogue import CLAUSES, family_clauses, load_all
+from .hosts import BuiltinHost, Job, LocalHost, WorkerHost
+
+PASSING = {"conforms", "diverges"}
+SKIPPING = {"not_applicable", "unavailable"}
+ENTRY_POINT_GROUP = "embedding_conformance.adapters"
+STASH = pytest.StashKey["Conformance"]()
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("embedding-conformance")
+    g.addoption("--adapters", default=None, metavar="NAME[,NAME...]",
+                help="built-in adapters to run (a prefix selects a family, e.g. 'keras', 'tf', '[xla]'); default: all")
+    g.addoption("--adapter", action="append", default=[], metavar="MODULE:ATTR",
+                help="a third-party adapter, or a zero-argument factory of one (repeatable)")
+    g.addoption("--expectations", action="append", default=[], metavar="FILE",
+                help="extra declared divergences (TOML or JSON), taking precedence over the built-in ones")
+    g.addoption("--report-dir", default="reports/latest", metavar="DIR",
+                help="where results.jsonl, run.json and index.html are written (default: reports/latest)")
+    g.addoption("--check-timeout", type=float, default=600.0, metavar="SECONDS",
+                help="a worker that does not finish one check in this time is stopped (status error)")
+
+
+@dataclass
+class Entry:
+    """One adapter column: its name, versions and where its checks run."""
+
+    name: str
+    framework: str
+    versions: dict[str, str]
+    host: Any = None
+    group: str = "local"
+    unavailable: str | None = None
+
+
+@dataclass
+class Conformance:
+    entries: dict[str, Entry]
+    declared: list
+    profile: str
+    seed: int | None
+    report_dir: Path
+    records: list[dict] = field(default_factory=list)
+    collected: int = 0
+    workers: dict[str, WorkerHost] = field(default_factory=dict)
+
+    def run(self, entry: Entry, clause_id: str) -> dict:
+        clause = CLAUSES[clause_id]
+        base = {"adapter": entry.name, "framework": entry.framework, "clause": clause.id, "family": clause.family,
+                "statement": clause.statement, "versions": entry.versions, "device": "cpu"}
+        if clause.tolerance:
+            base["tolerance"] = clause.tolerance
+        if entry.unavailable:
+            return {**base, "status": "unavailable", "reason": entry.unavailable, "examples": 0, "seconds": 0.0}
+        div = divs.declared(self.declared, entry.name, clause.id, entry.versions)
+        seed = None if self.seed is None else (self.seed ^ zlib.crc32(f"{entry.name}|{clause.id}".encode())) & 0xFFFFFFFF
+        rec = {**base, **entry.host.run(Job(clause.id, self.profile, seed, div))}
+        rec["divergence"] = div.as_dict() if div is not None else None
+        return rec
+
+    def close(self) -> None:
+        for w in self.workers.values():
+            w.close()
+
+
+# --- configuration ----------------------------------------------------------------
+
+def _profile(config) -> str:
+    chosen = config.getoption("hypothesis_profile", default=None)
+    if chosen:
+        return chosen
+    return "ci" if os.environ.get("CI") else "default"
+
+
+def _third_party(spec: str) -> Entry:
+    module = spec.partition(":")[0]
+    try:
+        obj = registry.load_object(spec)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+            raise pytest.UsageError(f"--adapter {spec}: no module named {exc.name!r} (give MODULE:ATTR of an importable module)")
+        return Entry(spec, spec, {}, unavailable=f"{spec} needs {exc.name!r}, which is not installed")
+    except (AttributeError, ValueError) as exc:
+        raise pytest.UsageError(f"--adapter {spec}: {exc} (give MODULE:ATTR naming an adapter or a zero-argument factory)")
+    except Exception as exc:  # the factory raised: its checks are errors, the run goes on
+        def fail(exc=exc):
+            raise exc
+        return Entry(spec, spec, {}, host=LocalHost(fail))
+    name = getattr(obj, "name", spec)
+    framework = getattr(obj, "framework", "") or ""
+    caps = capabilities_of(obj)
+    return Entry(str(name), str(framework), registry.versions((framework, *caps.distributions, "numpy")),
+                 host=LocalHost(lambda obj=obj: obj))
+
+
+def _entries(config, timeout: float) -> tuple[dict[str, Entry], dict[str, WorkerHost]]:
+    try:
+        chosen = registry.select(config.getoption("adapters"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--adapters: {exc}") from None
+    only_third_party = bool(config.getoption("adapter")) and not config.getoption("adapters")
+    entries: dict[str, Entry] = {}
+    workers: dict[str, WorkerHost] = {}
+    for b in ([] if only_third_party else chosen):
+        e = Entry(b.name, b.framework, registry.versions((*b.distributions, "numpy")), group=b.group or "local")
+        e.unavailable = b.missing()
+        if e.unavailable is None:
+            if b.group is None:
+                e.host = LocalHost(lambda b=b: registry.load_object(b.factory))
+            else:
+                w = workers.setdefault(b.group, WorkerHost(b.group, dict(b.env), timeout))
+                e.host = BuiltinHost(b, w)
+        entries[b.name] = e
+    specs = list(config.getoption("adapter"))
+    if not config.getoption("adapters") and not only_third_party:
+        specs += [ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    for spec in specs:
+        e = _third_party(spec)
+        if e.name in entries:
+            raise pytest.UsageError(f"--adapter {spec}: adapter name {e.name!r} is already taken")
+        entries[e.name] = e
+    return entries, workers
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "conformance: a check of one adapter against one clause")
+    clauses = load_all()
+    try:
+        declared = divs.load(config.getoption("expectations"), clauses, _all_models())
+    except divs.ExpectationsError as exc:
+        raise pytest.UsageError(f"--expectations: {exc}") from None
+    entries, workers = _entries(config, config.getoption("check_timeout"))
+    profile = _profile(config)
+    seed = config.getoption("hypothesis_seed", default=None)
+    if seed is None and profile != "ci":
+        seed = secrets.randbelow(2**32)
+    conf = Conformance(entries, declared, profile, None if profile == "ci" else int(seed),
+                       Path(config.getoption("report_dir")), workers=workers)
+    config.stash[STASH] = conf
+    config.pluginmanager.register(Recorder(conf), "conformance-recorder")
+
+
+def _all_models() -> list[str]:
+    from adapters import partition, training
+
+    return list(oracle.MODELS) + list(partition.MODELS) + list(training.MODELS)
+
+
+def pytest_generate_tests(metafunc):
+    if "check" not in metafunc.fixturenames:
+        return
+    conf = metafunc.config.stash.get(STASH, None)
+    clauses = family_clauses(metafunc.module.__name__)
+    params = [pytest.param((c.id, name), id=f"{c.id}|{name}") for c in clauses for name in conf.entries]
+    metafunc.parametrize("check", params, indirect=True)
+
+
+class Check:
+    def __init__(self, conf: Conformance, entry: Entry, clause_id: str, item):
+        self.conf, self.entry, self.clause_id, self.item = conf, entry, clause_id, item
+
+    def run(self) -> None:
+        record = self.conf.run(self.entry, self.clause_id)
+        self.item.user_properties.append(("conformance", record))
+        status = record["status"]
+        if status in PASSING:
+            return
+        text = record.get("reason") or record.get("detail") or ""
+        if status in SKIPPING:
+            pytest.skip(f"{status}: {text}")
+        lines = [f"{status}: {self.entry.name} on {self.clause_id}: {text}"]
+        if record.get("example"):
+            lines += ["minimal example:", record["example"]]
+        pytest.fail("\n".join(lines), pytrace=False)
+
+
+@pytest.fixture
+def check(request):
+    clause_id, name = request.param
+    conf = request.config.stash[STASH]
+    return Check(conf, conf.entries[name], clause_id, request.node)
+
+
+def pytest_collection_modifyitems(config, items):
+    conf = config.stash.get(STASH, None)
+    if conf is None:
+        return
+    for item in items:
+        cs = getattr(item, "callspec", None)
+        if cs is not None and "check" in cs.params:
+            entry = conf.entries[cs.params["check"][1]]
+            item.add_marker(pytest.mark.xdist_group(entry.group))
+            item.add_marker(pytest.mark.conformance)
+            conf.collected += 1
+
+
+class Recorder:
+    """Gathers records (from xdist workers too) and writes the report at the end."""
+
+    def __init__(self, conf: Conformance):
+        self.conf = conf
+
+    def pytest_runtest_logreport(self, report):
+        for key, value in getattr(report, "user_properties", ()):
+            if key == "conformance" and report.when == "call":
+                self.conf.records.append(value)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        conf = self.conf
+        conf.close()
+        config = session.config
+        if hasattr(config, "workerinput") or not (conf.records or conf.collected):
+            return  # an xdist worker (the controller writes), or no check ran: keep the last report
+        from reports import recording
+
+        complete = len(conf.records) >= conf.collected and not session.shouldfail and not session.shouldstop
+        recording.write_run(conf, complete=complete, terminal=config.pluginmanager.get_plugin("terminalreporter"))

@@ -1,0 +1,157 @@
+"""Hypothesis strategies for tables, ids, shard lists and upstream gradients.
+
+Built on hypothesis.extra.numpy. Floats are drawn as bit patterns (every NaN
+payload, both zeros, infinities and subnormals are reachable, nothing is
+rejected), with the special values favoured. Ids favour the boundaries 0, V-1,
+V, -1, -V, -V-1 and each dtype's extremes. Sizes stay small: a lookup's
+behaviour does not depend on size, and small draws shrink to clear examples.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from adapters.contract import Capabilities, INT_DTYPES
+
+MAX_V = 9
+MAX_SIDE = 3
+
+
+@lru_cache(maxsize=None)
+def np_dtype(name: str) -> np.dtype:
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+# --- float bit patterns ---------------------------------------------------------
+
+# (sign, exponent bits, mantissa bits) per float width
+_LAYOUT = {"float16": (5, 10), "bfloat16": (8, 7), "float32": (8, 23), "float64": (11, 52)}
+
+
+@lru_cache(maxsize=None)
+def special_bits(dtype_name: str) -> tuple[int, ...]:
+    """Bit patterns a lookup must carry unchanged: zeros, infinities, quiet and
+    signalling NaNs with payloads of both signs, subnormals, the finite extremes."""
+    e, m = _LAYOUT[dtype_name]
+    sign = 1 << (e + m)
+    exp_all = ((1 << e) - 1) << m
+    quiet = 1 << (m - 1)
+    patterns = [
+        0, sign,                                  # +0.0, -0.0
+        exp_all, sign | exp_all,                  # +inf, -inf
+        exp_all | quiet,                          # canonical quiet NaN
+        exp_all | quiet | 0b101,                  # quiet NaN with a payload
+        sign | exp_all | quiet | 0b11,            # negative quiet NaN with a payload
+        exp_all | 1,                              # signalling NaN, smallest payload
+        1, (1 << m) - 1, sign | 1,                # subnormals: min, max, negative min
+        exp_all - 1,                              # max finite
+        (((1 << (e - 1)) - 1) << m),              # 1.0
+    ]
+    return tuple(patterns)
+
+
+def float_bits(dtype_name: str) -> st.SearchStrategy[int]:
+    width = 1 + sum(_LAYOUT[dtype_name])
+    return st.one_of(st.sampled_from(special_bits(dtype_name)), st.integers(0, (1 << width) - 1))
+
+
+def tables_of(dtype_name: str, shape: tuple[int, ...], *, finite: bool = False) -> st.SearchStrategy[np.ndarray]:
+    """A table of the given dtype and shape. ``finite`` draws small integers-valued
+    floats, exact in every dtype (for clauses whose oracle does arithmetic)."""
+    dtype = np_dtype(dtype_name)
+    if finite:
+        return hnp.arrays(np.int8, shape, elements=st.integers(-8, 8)).map(lambda a: a.astype(dtype))
+    bits = np.dtype(f"u{dtype.itemsize}")
+    return hnp.arrays(bits, shape, elements=float_bits(dtype_name)).map(lambda a: a.view(dtype))
+
+
+def row_shapes(caps: Capabilities, *, min_side: int = 1) -> st.SearchStrategy[tuple[int, ...]]:
+    ndims = sorted(caps.table_ndims)
+    return st.sampled_from(ndims).flatmap(
+        lambda nd: hnp.array_shapes(min_dims=nd - 1, max_dims=nd - 1, min_side=min_side, max_side=MAX_SIDE)
+        if nd > 1 else st.just(())
+    )
+
+
+def table_dtype_names(caps: Capabilities) -> st.SearchStrategy[str]:
+    return st.sampled_from(caps.table_dtypes)
+
+
+def id_shapes(*, min_size: int = 0, max_dims: int = 4) -> st.SearchStrategy[tuple[int, ...]]:
+    """Rank 0..4 with zero-size dimensions, or at least ``min_size`` elements."""
+    shapes = hnp.array_shapes(min_dims=0, max_dims=max_dims, min_side=0 if min_size == 0 else 1, max_side=MAX_SIDE)
+    return shapes
+
+
+# --- ids --------------------------------------------------------------------------
+
+def dtype_range(name: str) -> tuple[int, int]:
+    info = np.iinfo(np.dtype(name))
+    return int(info.min), int(info.max)
+
+
+def valid_ids(v: int) -> st.SearchStrategy[int]:
+    """Ids in [0, V), the boundaries 0 and V-1 favoured. Needs V >= 1."""
+    return st.one_of(st.sampled_from(sorted({0, v - 1})), st.integers(0, v - 1))
+
+
+def ids_array(dtype_name: str, shape: tuple[int, ...], elements: st.SearchStrategy[int]) -> st.SearchStrategy[np.ndarray]:
+    dtype = np.dtype(dtype_name)
+    return hnp.arrays(dtype, shape, elements=elements)
+
+
+@st.composite
+def planted_ids(draw, dtype_name: str, v: int, targets: st.SearchStrategy[int], *, min_dims: int = 0):
+    """An ids array holding at least one id drawn from ``targets`` (the inputs a
+    clause is about), the rest valid ids or further targets."""
+    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=4, min_side=1, max_side=MAX_SIDE), label="ids.shape")
+    others = st.one_of(valid_ids(v), targets) if v > 0 else targets
+    ids = draw(ids_array(dtype_name, shape, others), label="ids")
+    pos = draw(st.integers(0, ids.size - 1), label="planted position")
+    ids.reshape(-1)[pos] = draw(targets, label="planted id")
+    return ids
+
+
+def upstreams(dtype_name: str, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    """Upstream gradients: small integers and halves, exact in every float dtype,
+    so the only rounding in a scatter-add is the accumulation itself."""
+    dtype = np_dtype(dtype_name)
+    return hnp.arrays(np.int8, shape, elements=st.integers(-16, 16)).map(lambda a: (a / 2).astype(dtype))
+
+
+SIGNED = tuple(d for d in INT_DTYPES if d.startswith("int"))
+
+
+# --- whole lookup cases -----------------------------------------------------------
+
+def in_range_ids(id_dtype: str, v: int) -> st.SearchStrategy[np.ndarray]:
+    """Valid ids of any rank 0..4; zero-size shapes included (the only ones when V == 0)."""
+    if v == 0:
+        shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=MAX_SIDE).filter(lambda s: 0 in s)
+        return shapes.map(lambda s: np.zeros(s, dtype=id_dtype))
+    return id_shapes().flatmap(lambda s: ids_array(id_dtype, s, valid_ids(v)))
+
+
+@st.composite
+def lookup_args(draw, caps: Capabilities, *, ids=in_range_ids, v_min: int = 0, v_max: int = MAX_V,
+                id_dtypes: tuple[str, ...] | None = None, table_dtypes: tuple[str, ...] | None = None,
+                row_min_side: int = 1, finite: bool = False):
+    """``{"table": ..., "ids": ...}``; ``ids(id_dtype, V)`` is the clause's aim."""
+    dtype = draw(st.sampled_from(table_dtypes or caps.table_dtypes), label="table dtype")
+    v = draw(st.integers(v_min, v_max), label="V")
+    row = draw(row_shapes(caps, min_side=row_min_side), label="row shape")
+    table = draw(tables_of(dtype, (v, *row), finite=finite), label="table")
+    id_dtype = draw(st.sampled_from(id_dtypes or caps.id_dtypes), label="ids dtype")
+    return {"table": table, "ids": draw(ids(id_dtype, v), label="ids")}
+
+
+def fits(dtype_name: str, *values: int) -> bool:
+    lo, hi = dtype_range(dtype_name)
+    return all(lo <= x <= hi for x in values)

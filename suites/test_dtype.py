@@ -1,0 +1,18 @@
+"""Clause family `dtype`: the output's dtype."""
+from suites import assertions
+from suites.catalogue import clause
+from suites.lookup_clauses import LOOKUP
+from suites.strategies import lookup_args
+
+
+@clause(
+    "dtype.output",
+    "out.dtype == table.dtype, for every float dtype the API takes (float16, bfloat16, float32, float64)",
+    compare=assertions.same_dtype, **LOOKUP,
+)
+def output_dtype_cases(caps):
+    return lookup_args(caps)
+
+
+def test_clause(check):
+    check.run()

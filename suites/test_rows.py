@@ -1,0 +1,18 @@
+"""Clause family `rows`: the rows themselves, bit for bit."""
+from suites.catalogue import clause
+from suites.lookup_clauses import LOOKUP
+from suites.strategies import lookup_args
+
+
+@clause(
+    "rows.exact",
+    "out[k] == table[ids[k]] bit for bit: NaN payloads, signed zeros, infinities and subnormals unchanged",
+    **LOOKUP,
+)
+def exact_rows_cases(caps):
+    # tables are drawn as bit patterns, special values favoured
+    return lookup_args(caps, v_min=1)
+
+
+def test_clause(check):
+    check.run()

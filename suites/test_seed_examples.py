@@ -1,0 +1,52 @@
+"""Clause family `seed`: the worked examples of shared/seed-examples.md, run
+against every adapter, each checked against its literally written result."""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from adapters.contract import FAILURES
+from suites.catalogue import clause
+from suites.lookup_clauses import LOOKUP, lookup_oracle
+from suites.seed_cases import E1, E2, E3, E5
+
+
+def _fits(case, caps) -> bool:
+    return case.table.ndim in caps.table_ndims and case.table.dtype.name in caps.table_dtypes
+
+
+def _cases(cases):
+    def strategy(caps):
+        usable = [c for c in cases if _fits(c, caps)]
+        return st.sampled_from(usable).map(lambda c: {"table": c.table, "ids": c.ids})
+    return strategy
+
+
+def _applicable(cases):
+    return lambda caps, adapter: None if any(_fits(c, caps) for c in cases) else \
+        "no example fits the table ranks and dtypes the adapter takes"
+
+
+def _literal(cases):
+    by_input = {(c.table.tobytes(), c.table.shape, c.ids.tobytes(), c.ids.shape): c.expected for c in cases}
+
+    def oracle(args, model, caps):
+        if model:  # a declared divergence is held against its model
+            return lookup_oracle(args, model, caps)
+        want = by_input[(args["table"].tobytes(), args["table"].shape, args["ids"].tobytes(), args["ids"].shape)]
+        if isinstance(want, str):
+            raise FAILURES[want](f"the worked example says {want}")
+        return want
+    return oracle
+
+
+for _id, _cases_, _statement in (
+    ("seed.e1", E1, "E1 (Keras Embedding is row selection): ids [0,1,1,4,4] give exactly those rows; ids are 0..input_dim-1"),
+    ("seed.e2", E2, "E2 (torch nn.Embedding): 0-d ids give one row; rank N ids give rank N+1; id >= num_embeddings fails"),
+    ("seed.e3", E3, "E3 (tf.nn.embedding_lookup on one tensor): the worked examples' rows, rank-3 params included"),
+    ("seed.e5", E5, "E5 (shapes in models): (1, 3, 100), (1, 5, 100) and (1, 95, 128) outputs"),
+):
+    clause(_id, _statement, **{**LOOKUP, "oracle": _literal(_cases_), "applicable": _applicable(_cases_)})(_cases(_cases_))
+
+
+def test_clause(check):
+    check.run()

@@ -1,0 +1,18 @@
+"""Clause family `shape`: the output's shape."""
+from suites import assertions
+from suites.catalogue import clause
+from suites.lookup_clauses import LOOKUP
+from suites.strategies import lookup_args
+
+
+@clause(
+    "shape.output",
+    "out.shape == ids.shape + table.shape[1:], for ids of rank 0 to 4 (zero-size dimensions too) and rows of every rank the API takes",
+    compare=assertions.same_shape, **LOOKUP,
+)
+def output_shape_cases(caps):
+    return lookup_args(caps)
+
+
+def test_clause(check):
+    check.run()
