@@ -145,7 +145,9 @@ def _gather(table: np.ndarray, plan: np.ndarray) -> np.ndarray:
     rows = index >= 0
     if rows.any():  # every index here was validated against [0, V)
         out[rows] = bits[index[rows]]
-    out[index == FILL_NAN] = _nan_bits(table.dtype)
+    nan_rows = index == FILL_NAN
+    if nan_rows.any():
+        out[nan_rows] = _nan_bits(table.dtype)
     out[index == FILL_ZERO] = 0
     return out.view(table.dtype)
 
@@ -160,4 +162,5 @@ def one_hot_product(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     v = table.shape[0]
     hot = (np.asarray(ids)[..., None] == np.arange(v)).astype(table.dtype)
     flat = table.reshape(v, -1)
-    return (hot @ flat).reshape(np.shape(ids) + table.shape[1:])
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN: that is the point of E6
+        return (hot @ flat).reshape(np.shape(ids) + table.shape[1:])

@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, InvalidIds, InvalidTable, OutOfRange
+from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, InvalidTable, OutOfRange
 
 _OUT_OF_RANGE = re.compile(r"indices(\[[\d,]*\])? = -?\d+ is not in \[0, \d+\)")
 _CAST_NOTE = ("Embedding.call casts ids of any dtype but int32/int64 to int32 (tf.cast): float ids "
@@ -88,9 +88,6 @@ class TfKerasEmbedding:
         msg = str(exc)
         if isinstance(exc, self._tf.errors.InvalidArgumentError) and _OUT_OF_RANGE.search(msg):
             return OutOfRange(_OUT_OF_RANGE.search(msg).group(0))
-        if isinstance(exc, (self._tf.errors.UnimplementedError, self._tf.errors.NotFoundError,
-                            TypeError, ValueError)) and "Cast" in msg and "to int32" in msg:
-            return InvalidIds(msg)
         return None
 
     def _run(self, fn):

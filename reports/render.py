@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import jinja2
 
 from .merge import Matrix, build_matrix, merge_runs
-from .results import FAILING, LABELS, MEANINGS, PASSING, STATUSES, SYMBOLS, Run
+from .results import FAILING, LABELS, MEANINGS, PASSING, STATUSES, SYMBOLS, Run, read_run
 
 TEMPLATES = Path(__file__).with_name("templates")
 PAGE = "page.html.j2"
@@ -26,18 +26,21 @@ _DETAIL_KEYS = ("example", "expected", "actual", "detail", "reason", "snippet", 
                 "seconds")
 
 
-def render(run_or_runs: Run | Sequence[Run], out_dir: Path | str, *, write: bool = True) -> Any:
+def render(run_or_runs: Run | Sequence[Run] | Path | str, out_dir: Path | str, *, write: bool = True) -> Any:
     """Render ``out_dir/index.html`` and return its path.
 
-    ``run_or_runs`` is one :class:`~reports.results.Run` (from ``read_run``) or a
-    sequence of them, which are merged first (a version axis: one column per
+    ``run_or_runs`` is one :class:`~reports.results.Run` (from ``read_run``), a
+    report directory (read with ``read_run``; ResultsError on bad input), or a
+    sequence of Runs, which are merged first (a version axis: one column per
     adapter and set of versions, changed clauses marked). With ``write=False``
     the page is returned as a string and nothing is written.
     """
-    if isinstance(run_or_runs, Run):
+    if isinstance(run_or_runs, (str, os.PathLike)):
+        run = read_run(run_or_runs)
+    elif isinstance(run_or_runs, Run):
         run = run_or_runs
     else:
-        runs = list(run_or_runs)
+        runs = [read_run(r) if isinstance(r, (str, os.PathLike)) else r for r in run_or_runs]
         if not runs:
             raise ValueError("render() needs at least one run")
         run = runs[0] if len(runs) == 1 else merge_runs(runs)

@@ -23,6 +23,7 @@ FAMILY_MODULES = (
     "suites.test_ids",
     "suites.test_table",
     "suites.test_seed_examples",
+    "suites.test_partition",
 )
 
 

@@ -155,3 +155,17 @@ def lookup_args(draw, caps: Capabilities, *, ids=in_range_ids, v_min: int = 0, v
 def fits(dtype_name: str, *values: int) -> bool:
     lo, hi = dtype_range(dtype_name)
     return all(lo <= x <= hi for x in values)
+
+
+# --- shard lists --------------------------------------------------------------------
+
+@st.composite
+def logical_tables(draw, caps: Capabilities, *, n_min: int = 0, n_max: int = 10, finite: bool = False):
+    dtype = draw(st.sampled_from(caps.table_dtypes), label="table dtype")
+    n = draw(st.integers(n_min, n_max), label="N")
+    row = draw(row_shapes(caps), label="row shape")
+    return draw(tables_of(dtype, (n, *row), finite=finite), label="logical table")
+
+
+def strategies_of(caps: Capabilities, wanted: tuple[str, ...] = ("mod", "div")) -> tuple[str, ...]:
+    return tuple(s for s in caps.strategies if s in wanted)
