@@ -26,7 +26,6 @@ class NnxEmbed:
     framework = "flax"
 
     def __init__(self):
-        import jax
         import jax.numpy as jnp
         from flax import nnx
 
@@ -48,7 +47,6 @@ class NnxEmbed:
             return jnp.sum(layer(ids) * upstream)
 
         self._grad = nnx.grad(loss)
-        del jax
 
     def _layer(self, table: np.ndarray):
         if table.ndim != 2:

@@ -1,30 +1,43 @@
 """Keras 3 ``keras.layers.Embedding`` adapters, one set per backend.
 
 Keras fixes its backend per process (``KERAS_BACKEND`` is read when ``keras`` is
-first imported), so the adapter's name is derived from ``keras.backend.backend()``:
+first imported), so each adapter's name is derived from ``keras.backend.backend()``:
 
-- ``keras.layers.Embedding[<backend>]``: the layer called directly on the ids;
+- ``keras.layers.Embedding[<backend>]``: the layer called directly on the NumPy ids
+  (``Layer.__call__`` converts them with the backend's ``convert_to_tensor``, the
+  same function as ``keras.ops.convert_to_tensor``); lookup, grad, mask_zero;
 - ``keras.layers.Embedding[<backend>][predict]``: a ``keras.Model`` wrapping the
-  layer, compiled with ``jit_compile=False`` and driven by
-  ``model.predict(ids, verbose=0)`` as users do;
+  layer, ``compile(jit_compile=False)``, run through the Model's predict step;
 - ``keras.layers.Embedding[<backend>][jit]``: the same with ``jit_compile=True``
   (XLA on tensorflow and jax, ``torch.compile`` on torch).
 
-Nothing here imports keras (or a backend) at module level; the factories do.
+The predict step is driven with ``Model.predict_on_batch(ids)`` by default: it runs
+the very function ``Model.predict`` runs (``make_predict_function``: a
+``tf.function``/XLA function, ``torch.compile``-d or ``jax.jit``-ted step) on one
+batch, without ``predict``'s data pipeline. Measured on this machine (4x3 float32
+table, 10 int32 ids, warm): ``model.predict`` takes 100-230 ms per call on
+tensorflow (tf.data pipeline set-up per call) against ~1 ms for
+``predict_on_batch``; and ``model.predict`` cannot take rank-0 ids (IndexError) or
+ids with zero rows (UnboundLocalError; on jax this also leaves the model's
+variables purged, so every later call fails), which hypothesis would shrink every
+counterexample to. ``KerasModel(mode, via="predict")`` keeps ``model.predict(ids,
+verbose=0)`` for whoever wants exactly that; see /work/notes/keras.md.
 
 The layer is built the documented way (``Embedding(input_dim=V, output_dim=D,
-dtype=<table dtype>)``) and its weights loaded bit-exactly: ``Variable.assign``
-with the NumPy table (tensorflow, jax), or with a ``torch`` tensor that shares the
-table's bits (torch; Keras's own NumPy -> torch conversion routes bfloat16 through
-float32 and canonicalises NaN payloads on the way in, which is a weight-loading
-issue, not a lookup one, so it is kept out of the lookup measurement and reported
-separately). Built layers and models are cached per (V, D, dtype, mask_zero) and
-the weights re-assigned only when the table's bits change.
+dtype=<table dtype>)``) and its weights loaded bit-exactly with
+``layer.embeddings.assign``: the NumPy table itself on tensorflow and jax; on
+torch, a torch tensor sharing the table's bits (Keras's NumPy -> torch conversion,
+used by ``set_weights``/``weights=``, routes bfloat16 through float32 and turns
+every NaN payload into 0xFFC0, a weight-loading defect kept out of the lookup
+measurement and reported separately). Layers and models are cached per
+(V, D, dtype, mask_zero) and the weights re-assigned only when the table's bits
+change. Nothing here imports keras or a backend at module level.
 """
 from __future__ import annotations
 
 import os
 import re
+from collections import OrderedDict
 
 import numpy as np
 
@@ -39,85 +52,81 @@ from .contract import (
 )
 
 _BACKEND_DISTS = {"tensorflow": ("tensorflow",), "torch": ("torch",), "jax": ("jax", "jaxlib")}
+_SUFFIX = {"eager": "", "predict": "[predict]", "jit": "[jit]"}
+_CACHE_SIZE = 128  # built layers/models kept per adapter (LRU)
+_TORCH_RECOMPILE_LIMIT = 1024  # see KerasModel.__init__
 
-# Messages the backends raise, by what went wrong.
+# What the backends raise, by what went wrong (messages, not types: tensorflow raises
+# InvalidArgumentError for many things, torch RuntimeError / IndexError).
 _OUT_OF_RANGE = re.compile(
-    r"is not in \[0, ?\d+\)"  # tensorflow GatherV2 / ResourceGather
-    r"|index out of range in self"  # torch embedding (index_select)
-    r"|index \S+ is out of bounds"  # torch index_select / take
-    r"|out of bounds for dimension",  # torch
+    r"indices(\[[^\]]*\])? = -?\d+ is not in \[0, ?\d+\)"  # tensorflow GatherV2 (eager, graph)
+    r"|index out of range in self"  # torch embedding / index_select (eager)
+    r"|index out of bounds: 0 <= \w+ < \d+"  # torch.compile (inductor CPU kernel assert)
 )
-_INVALID_IDS = re.compile(r"Unsupported dtype for PyTorch: (u?int|bool|float)")
+_INVALID_IDS = re.compile(r"Unsupported dtype for PyTorch: (u?int\d+|bool|float\d+)")
 _INVALID_TABLE = re.compile(r"`(input_dim|output_dim)` must be a positive integer")
 
 
-def _translate(err: BaseException) -> BaseException | None:
-    """The contract failure for a framework exception, or None to re-raise it."""
+def _translate(err: BaseException) -> LookupFailure | None:
+    """The contract failure for a framework exception, or None (re-raise it)."""
     if isinstance(err, LookupFailure):
         return err
     msg = str(err)
-    if _OUT_OF_RANGE.search(msg):
-        return OutOfRange(_short(msg))
-    if _INVALID_IDS.search(msg):
-        return InvalidIds(_short(msg))
-    if _INVALID_TABLE.search(msg):
-        return InvalidTable(_short(msg))
+    for pattern, cls in ((_OUT_OF_RANGE, OutOfRange), (_INVALID_IDS, InvalidIds),
+                         (_INVALID_TABLE, InvalidTable)):
+        m = pattern.search(msg)
+        if m:
+            return cls(f"{type(err).__name__}: {m.group(0)}")
     return None
 
 
-def _short(msg: str, limit: int = 400) -> str:
-    msg = " ".join(msg.split())
-    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+def _bits_key(a: np.ndarray) -> tuple:
+    return (a.dtype.str, a.shape, a.tobytes())
 
 
-def _bits(a: np.ndarray) -> bytes:
-    return a.dtype.str.encode() + repr(a.shape).encode() + a.tobytes()
-
-
-class KerasModelPredict:
-    """``keras.layers.Embedding`` on the current Keras backend, in one of three modes:
-    ``"eager"`` (layer called directly), ``"predict"`` (``Model.predict``,
-    ``jit_compile=False``), ``"jit"`` (``Model.predict``, ``jit_compile=True``).
-    This class has ``lookup`` only; :class:`KerasEmbedding` (the plain layer) adds
-    ``grad`` and ``lookup_mask_zero``."""
-
+class _KerasBase:
     framework = "keras"
-    _SUFFIX = {"eager": "", "predict": "[predict]", "jit": "[jit]"}
+    mode = "eager"
 
-    def __init__(self, mode: str = "eager"):
-        if mode not in self._SUFFIX:
-            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(self._SUFFIX)}")
+    def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import keras  # the backend is whatever KERAS_BACKEND chose for this process
 
         self._keras = keras
-        self.mode = mode
         self.backend = keras.backend.backend()
-        self.name = f"keras.layers.Embedding[{self.backend}]{self._SUFFIX[mode]}"
-        self.capabilities = self._capabilities()
-        self._cache: dict = {}  # (V, D, dtype, mask_zero) -> [layer, model, table bits]
-        self._init_backend()
+        self.name = f"keras.layers.Embedding[{self.backend}]{_SUFFIX[self.mode]}"
+        self._cache: OrderedDict = OrderedDict()  # key -> [layer, model, table bits]
+        if self.backend == "torch":
+            import torch
 
-    # -- declared capabilities -----------------------------------------------------
+            self._torch = torch
+        elif self.backend == "tensorflow":
+            import tensorflow as tf
+
+            self._tf = tf
+        elif self.backend == "jax":
+            import jax
+            import jax.numpy as jnp
+
+            self._jax, self._jnp = jax, jnp
+        self.capabilities = self._capabilities()
+
+    # -- declared capabilities ---------------------------------------------------------
 
     def _capabilities(self) -> Capabilities:
         notes = ["keras.layers.Embedding holds a 2-D (input_dim, output_dim) table; "
-                 "input_dim and output_dim must be positive integers"]
+                 "input_dim and output_dim must be positive integers (V == 0 or D == 0 "
+                 "raise ValueError, reported as invalid_table)"]
         table_dtypes, id_dtypes = FLOAT_DTYPES, INT_DTYPES
-        if self.backend == "jax":
-            import jax
-
-            if not jax.config.jax_enable_x64:
-                table_dtypes = tuple(d for d in FLOAT_DTYPES if d != "float64")
-                notes.append("jax backend with jax_enable_x64 off (the default): a "
-                             "dtype='float64' Embedding stores and returns float32 weights")
+        if self.backend == "jax" and not self._jax.config.jax_enable_x64:
+            table_dtypes = tuple(d for d in FLOAT_DTYPES if d != "float64")
+            notes.append("jax backend with jax_enable_x64 off (the default): an "
+                         "Embedding(dtype='float64') stores and returns float32 weights")
         if self.backend == "torch":
             id_dtypes = tuple(d for d in INT_DTYPES if d != "uint64")
-            notes.append("torch backend: keras.ops.convert_to_tensor rejects uint64 "
+            notes.append("torch backend: Keras's convert_to_tensor rejects uint64 ids "
                          "('Unsupported dtype for PyTorch: uint64')")
-        if self.mode != "eager":
-            notes.append("Model.predict: lookup only (grad and mask_zero are clauses "
-                         "of the plain layer)")
+        notes += self._mode_notes()
         return Capabilities(
             table_dtypes=table_dtypes,
             table_ndims=(2,),
@@ -126,34 +135,24 @@ class KerasModelPredict:
             notes=tuple(notes),
         )
 
-    # -- backend glue ------------------------------------------------------------------
+    def _mode_notes(self) -> list[str]:
+        return []
 
-    def _init_backend(self) -> None:
-        b = self.backend
-        if b == "torch":
-            import torch
+    # -- backend glue ----------------------------------------------------------------------
 
-            self._torch = torch
-        elif b == "tensorflow":
-            import tensorflow as tf
-
-            self._tf = tf
-        elif b == "jax":
-            import jax
-            import jax.numpy as jnp
-
-            self._jax, self._jnp = jax, jnp
-
-    def _backend_table(self, table: np.ndarray):
-        """The table as a backend value with exactly the same bits, for assign()."""
+    def _backend_table(self, a: np.ndarray):
+        """``a`` as a value ``Variable.assign`` takes without changing a bit."""
         if self.backend == "torch":
             torch = self._torch
-            if table.dtype.name == "bfloat16":
-                return torch.from_numpy(np.ascontiguousarray(table).view(np.int16)).view(torch.bfloat16)
-            return torch.from_numpy(np.ascontiguousarray(table))
-        return table  # tensorflow and jax convert NumPy tables bit-exactly
+            a = np.ascontiguousarray(a)
+            if a.dtype.name == "bfloat16":
+                return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+            return torch.from_numpy(a)
+        return a  # tensorflow and jax take NumPy (incl. ml_dtypes.bfloat16) bit-exactly
 
     def _to_numpy(self, x) -> np.ndarray:
+        if isinstance(x, np.ndarray):
+            return x
         if self.backend == "torch":
             torch = self._torch
             x = x.detach().cpu()
@@ -163,12 +162,10 @@ class KerasModelPredict:
                 return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
             return x.numpy()
         if self.backend == "tensorflow":
-            if isinstance(x, self._tf.IndexedSlices):
-                x = self._tf.convert_to_tensor(x)
-            return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-        return np.asarray(x)
+            return self._tf.convert_to_tensor(x).numpy()  # densifies IndexedSlices too
+        return np.asarray(x)  # jax: bfloat16 arrays come back as ml_dtypes.bfloat16
 
-    # -- building and caching ----------------------------------------------------------
+    # -- building and caching --------------------------------------------------------------
 
     def _entry(self, table: np.ndarray, mask_zero: bool = False):
         if not isinstance(table, np.ndarray) or table.ndim != 2:
@@ -178,9 +175,8 @@ class KerasModelPredict:
         key = (v, d, table.dtype.name, mask_zero)
         entry = self._cache.get(key)
         if entry is None:
-            keras = self._keras
             try:
-                layer = keras.layers.Embedding(
+                layer = self._keras.layers.Embedding(
                     input_dim=v, output_dim=d, dtype=table.dtype.name, mask_zero=mask_zero
                 )
             except Exception as err:
@@ -189,18 +185,24 @@ class KerasModelPredict:
                     raise
                 raise failure from err
             layer.build()
-            model = None
-            if self.mode != "eager":
-                model = _wrap_model(keras, layer)
-                model.compile(jit_compile=(self.mode == "jit"))
-            entry = self._cache[key] = [layer, model, None]
-        bits = _bits(table)
+            entry = self._cache[key] = [layer, self._build_model(layer), None, key]
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        bits = _bits_key(table)
         if entry[2] != bits:
             entry[0].embeddings.assign(self._backend_table(table))
             entry[2] = bits
         return entry
 
-    def _call(self, fn, *args):
+    def _build_model(self, layer):
+        return None
+
+    def _run(self, entry, fn, *args):
+        """Call ``fn``, translating framework failures; a failure nobody can classify
+        is re-raised unchanged and drops the cached layer/model (a failed predict can
+        leave a Keras model unusable, see _KerasModel)."""
         try:
             return fn(*args)
         except LookupFailure:
@@ -208,36 +210,32 @@ class KerasModelPredict:
         except Exception as err:
             failure = _translate(err)
             if failure is None:
+                self._cache.pop(entry[3], None)
                 raise
             raise failure from err
-
-    # -- the adapter methods -------------------------------------------------------------
-
-    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids)
-        layer, model, _ = self._entry(table)
-        if model is None:
-            out = self._call(layer, ids)
-            return self._to_numpy(out)
-        return self._call(lambda x: model.predict(x, verbose=0), ids)
 
     # -- reproduction ----------------------------------------------------------------------
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        return _snippet(self.backend, self.mode, op, args, self.name)
+        return _snippet(self.backend, self.mode, getattr(self, "via", None), op, args, self.name)
 
 
-class KerasEmbedding(KerasModelPredict):
-    """The layer called directly: lookup, grad (the backend's own autodiff) and
-    lookup_mask_zero (``mask_zero=True``, mask from ``layer.compute_mask``)."""
+class KerasEmbedding(_KerasBase):
+    """``keras.layers.Embedding`` called directly: lookup, grad (the backend's own
+    autodiff) and lookup_mask_zero (``mask_zero=True``; ``layer.compute_mask``)."""
 
-    def __init__(self):
-        super().__init__("eager")
+    mode = "eager"
+
+    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids)
+        entry = self._entry(table)
+        return self._to_numpy(self._run(entry, entry[0], ids))
 
     def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids)
-        layer, _, _ = self._entry(table)
-        return self._call(getattr(self, f"_grad_{self.backend}"), layer, ids, upstream)
+        entry = self._entry(table)
+        step = getattr(self, f"_grad_{self.backend}")
+        return self._to_numpy(self._run(entry, step, entry[0], ids, np.asarray(upstream)))
 
     def _grad_tensorflow(self, layer, ids, upstream):
         tf = self._tf
@@ -246,147 +244,88 @@ class KerasEmbedding(KerasModelPredict):
         with tf.GradientTape() as tape:
             tape.watch(var)
             loss = tf.reduce_sum(layer(ids) * up)
-        g = tape.gradient(loss, var)
-        if g is None:  # no path from the table to the loss
-            return np.zeros_like(_table_of(layer))
-        return self._to_numpy(tf.convert_to_tensor(g))
+        return tape.gradient(loss, var)  # IndexedSlices, densified by _to_numpy
 
     def _grad_torch(self, layer, ids, upstream):
         torch = self._torch
         var = layer.embeddings.value  # the torch Parameter behind the Keras variable
-        up = self._backend_table(np.asarray(upstream))
+        up = self._backend_table(upstream)
         with torch.enable_grad():
             loss = (layer(ids) * up).sum()
-            (g,) = torch.autograd.grad(loss, var, allow_unused=True)
-        if g is None:
-            return np.zeros_like(_table_of(layer))
-        return self._to_numpy(g)
+            (g,) = torch.autograd.grad(loss, var)
+        return g
 
     def _grad_jax(self, layer, ids, upstream):
         jax, jnp = self._jax, self._jnp
+        x = self._keras.ops.convert_to_tensor(ids)
         up = jnp.asarray(upstream)
-        ids_t = self._keras.ops.convert_to_tensor(ids)
 
         def loss(w):
-            out, _ = layer.stateless_call([w], [], ids_t)
+            out, _ = layer.stateless_call([w], [], x)
             return jnp.sum(out * up)
 
-        return self._to_numpy(jax.grad(loss)(layer.embeddings.value))
+        return jax.grad(loss)(layer.embeddings.value)
 
     def lookup_mask_zero(self, table: np.ndarray, ids: np.ndarray):
         ids = np.asarray(ids)
-        layer, _, _ = self._entry(table, mask_zero=True)
+        entry = self._entry(table, mask_zero=True)
+        layer = entry[0]
 
-        def run(x):
-            x = self._keras.ops.convert_to_tensor(x)
+        def run(ids):
+            x = self._keras.ops.convert_to_tensor(ids)
             return layer(x), layer.compute_mask(x)
 
-        out, mask = self._call(run, ids)
+        out, mask = self._run(entry, run, ids)
         return self._to_numpy(out), self._to_numpy(mask)
 
 
-def _snippet(b: str, mode: str, op: str, args: dict[str, str], name: str) -> str:
-    lines = [
-        "import os",
-        f"os.environ['KERAS_BACKEND'] = {b!r}",
-        "os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')",
-        "import numpy as np",
-        "import ml_dtypes",
-        "import keras",
-        f"assert keras.backend.backend() == {b!r}",
-    ]
-    lines += [f"{k} = {v}" for k, v in args.items()]
-    mask_zero = op == "lookup_mask_zero"
-    lines += [
-        "layer = keras.layers.Embedding(input_dim=table.shape[0], output_dim=table.shape[1], "
-        f"dtype=table.dtype.name{', mask_zero=True' if mask_zero else ''})",
-        "layer.build()",
-    ]
-    if b == "torch":
-        lines += [
-            "import torch",
-            "# load the weights bit-exactly (Keras's NumPy->torch route casts bfloat16",
-            "# through float32, which canonicalises NaN payloads)",
-            "if table.dtype == ml_dtypes.bfloat16:",
-            "    layer.embeddings.assign(torch.from_numpy(table.view(np.int16)).view(torch.bfloat16))",
-            "else:",
-            "    layer.embeddings.assign(torch.from_numpy(table))",
-            "def to_numpy(x):",
-            "    x = x.detach().cpu()",
-            "    if x.dtype == torch.bfloat16:",
-            "        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)",
-            "    return x.numpy()",
-        ]
-    else:
-        lines += [
-            "layer.embeddings.assign(table)",
-            "to_numpy = keras.ops.convert_to_numpy",
-        ]
-    if op == "lookup" and mode != "eager":
-        lines += [
-            "class Wrapper(keras.Model):",
-            "    def __init__(self, layer):",
-            "        super().__init__()",
-            "        self.embedding = layer",
-            "    def call(self, x):",
-            "        return self.embedding(x)",
-            "model = Wrapper(layer)",
-            f"model.compile(jit_compile={mode == 'jit'})",
-            "out = model.predict(ids, verbose=0)",
-        ]
-    elif op == "lookup":
-        lines += ["out = to_numpy(layer(ids))"]
-    elif op == "lookup_mask_zero":
-        lines += [
-            "x = keras.ops.convert_to_tensor(ids)",
-            "out = to_numpy(layer(x))",
-            "mask = to_numpy(layer.compute_mask(x))",
-            "print('mask', repr(mask))",
-        ]
-    elif op == "grad":
-        lines += _GRAD_SNIPPETS[b]
-    else:
-        raise ValueError(f"{name} has no snippet for {op!r}")
-    lines += [
-        "print(out.dtype, out.shape)",
-        "print(repr(out))",
-        "print('bits', out.view(f'u{out.dtype.itemsize}').tolist())",
-    ]
-    return "\n".join(lines) + "\n"
+class KerasModel(_KerasBase):
+    """A ``keras.Model`` wrapping the Embedding layer, compiled with
+    ``jit_compile=(mode == "jit")``, run through its predict step: lookup only."""
 
+    VIAS = ("predict_on_batch", "predict")
 
-def _table_of(layer) -> np.ndarray:
-    import keras
+    def __init__(self, mode: str = "predict", via: str = "predict_on_batch") -> None:
+        if mode not in ("predict", "jit"):
+            raise ValueError(f"unknown mode {mode!r}; one of predict, jit")
+        if via not in self.VIAS:
+            raise ValueError(f"unknown via {via!r}; one of {', '.join(self.VIAS)}")
+        self.mode, self.via = mode, via
+        super().__init__()
+        if self.backend == "torch" and mode == "jit":
+            # torch.compile silently falls back to eager once one code object has been
+            # recompiled recompile_limit (default 8) times; Keras's predict step is one
+            # code object for every model, so without this most [jit] calls would
+            # measure eager torch. This process hosts only keras-torch adapters.
+            import torch._dynamo
 
-    return keras.ops.convert_to_numpy(layer.embeddings)
+            cfg = torch._dynamo.config
+            for knob in ("recompile_limit", "cache_size_limit"):
+                if hasattr(cfg, knob) and getattr(cfg, knob) < _TORCH_RECOMPILE_LIMIT:
+                    setattr(cfg, knob, _TORCH_RECOMPILE_LIMIT)
+            if getattr(cfg, "accumulated_recompile_limit", _TORCH_RECOMPILE_LIMIT) < _TORCH_RECOMPILE_LIMIT:
+                cfg.accumulated_recompile_limit = _TORCH_RECOMPILE_LIMIT
 
+    def _mode_notes(self) -> list[str]:
+        how = ("model.predict_on_batch(ids): the step model.predict runs, on one batch"
+               if self.via == "predict_on_batch" else "model.predict(ids, verbose=0)")
+        return [f"keras.Model wrapping the layer, compile(jit_compile={self.mode == 'jit'}); "
+                f"{how}; lookup only (grad and mask_zero are clauses of the plain layer)"]
 
-_GRAD_SNIPPETS = {
-    "tensorflow": [
-        "import tensorflow as tf",
-        "var = layer.embeddings.value",
-        "with tf.GradientTape() as tape:",
-        "    tape.watch(var)",
-        "    loss = tf.reduce_sum(layer(ids) * tf.constant(upstream))",
-        "out = tf.convert_to_tensor(tape.gradient(loss, var)).numpy()",
-    ],
-    "torch": [
-        "var = layer.embeddings.value",
-        "up = torch.from_numpy(upstream.view(np.int16)).view(torch.bfloat16) "
-        "if upstream.dtype == ml_dtypes.bfloat16 else torch.from_numpy(upstream)",
-        "loss = (layer(ids) * up).sum()",
-        "(g,) = torch.autograd.grad(loss, var)",
-        "out = to_numpy(g)",
-    ],
-    "jax": [
-        "import jax, jax.numpy as jnp",
-        "x = keras.ops.convert_to_tensor(ids)",
-        "def loss(w):",
-        "    out, _ = layer.stateless_call([w], [], x)",
-        "    return jnp.sum(out * jnp.asarray(upstream))",
-        "out = np.asarray(jax.grad(loss)(layer.embeddings.value))",
-    ],
-}
+    def _build_model(self, layer):
+        model = _wrap_model(self._keras, layer)
+        model.compile(jit_compile=(self.mode == "jit"))
+        return model
+
+    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids)
+        entry = self._entry(table)
+        model = entry[1]
+        if self.via == "predict":
+            out = self._run(entry, lambda x: model.predict(x, verbose=0), ids)
+        else:
+            out = self._run(entry, model.predict_on_batch, ids)
+        return self._to_numpy(out)  # Keras already returns NumPy (its own conversion)
 
 
 def _wrap_model(keras, layer):
@@ -401,15 +340,114 @@ def _wrap_model(keras, layer):
     return EmbeddingModel(layer)
 
 
-# -- registry factories ------------------------------------------------------------------
+# -- reproduction snippets ------------------------------------------------------------------
+
+def _snippet(b: str, mode: str, via: str | None, op: str, args: dict[str, str], name: str) -> str:
+    if op not in ("lookup", "grad", "lookup_mask_zero") or (mode != "eager" and op != "lookup"):
+        raise ValueError(f"{name} has no snippet for {op!r}")
+    lines = [
+        "import os",
+        f"os.environ['KERAS_BACKEND'] = {b!r}",
+        "os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')",
+        "import numpy as np",
+        "import ml_dtypes",
+        "import keras",
+        f"assert keras.backend.backend() == {b!r}",
+    ]
+    lines += [f"{k} = {v}" for k, v in args.items()]
+    mask = ", mask_zero=True" if op == "lookup_mask_zero" else ""
+    lines += [
+        "layer = keras.layers.Embedding(input_dim=table.shape[0], output_dim=table.shape[1], "
+        f"dtype=table.dtype.name{mask})",
+        "layer.build()",
+    ]
+    if b == "torch":
+        lines += [
+            "import torch",
+            "def to_torch(a):  # bit-exact (Keras's own NumPy->torch route rounds bfloat16 NaNs)",
+            "    a = np.ascontiguousarray(a)",
+            "    if a.dtype == ml_dtypes.bfloat16:",
+            "        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)",
+            "    return torch.from_numpy(a)",
+            "def to_numpy(x):",
+            "    x = x.detach().cpu()",
+            "    if x.dtype == torch.bfloat16:",
+            "        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)",
+            "    return x.numpy()",
+            "layer.embeddings.assign(to_torch(table))",
+        ]
+    else:
+        lines += [
+            "layer.embeddings.assign(table)",
+            "to_numpy = keras.ops.convert_to_numpy",
+        ]
+    if mode != "eager":
+        call = "model.predict(ids, verbose=0)" if via == "predict" else "model.predict_on_batch(ids)"
+        lines += [
+            "class EmbeddingModel(keras.Model):",
+            "    def __init__(self, embedding):",
+            "        super().__init__()",
+            "        self.embedding = embedding",
+            "    def call(self, x):",
+            "        return self.embedding(x)",
+            "model = EmbeddingModel(layer)",
+            f"model.compile(jit_compile={mode == 'jit'})",
+            f"out = {call}",
+        ]
+    elif op == "lookup":
+        lines += ["out = to_numpy(layer(ids))"]
+    elif op == "lookup_mask_zero":
+        lines += [
+            "x = keras.ops.convert_to_tensor(ids)",
+            "out = to_numpy(layer(x))",
+            "mask = to_numpy(layer.compute_mask(x))",
+            "print('mask', repr(mask))",
+        ]
+    else:  # grad
+        lines += _GRAD_SNIPPETS[b]
+    lines += [
+        "print(out.dtype, out.shape)",
+        "print(repr(out))",
+        "print('bits', out.view(f'u{out.dtype.itemsize}').tolist())",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_GRAD_SNIPPETS = {
+    "tensorflow": [
+        "import tensorflow as tf",
+        "var = layer.embeddings.value",
+        "with tf.GradientTape() as tape:",
+        "    tape.watch(var)",
+        "    loss = tf.reduce_sum(layer(ids) * tf.constant(upstream))",
+        "out = tf.convert_to_tensor(tape.gradient(loss, var)).numpy()",
+    ],
+    "torch": [
+        "var = layer.embeddings.value",
+        "loss = (layer(ids) * to_torch(upstream)).sum()",
+        "(g,) = torch.autograd.grad(loss, var)",
+        "out = to_numpy(g)",
+    ],
+    "jax": [
+        "import jax, jax.numpy as jnp",
+        "x = keras.ops.convert_to_tensor(ids)",
+        "def loss(w):",
+        "    out, _ = layer.stateless_call([w], [], x)",
+        "    return jnp.sum(out * jnp.asarray(upstream))",
+        "out = np.asarray(jax.grad(loss)(layer.embeddings.value))",
+    ],
+}
+
+
+# -- registry factories ----------------------------------------------------------------------
 
 def embedding() -> KerasEmbedding:
     return KerasEmbedding()
 
 
-def model_predict() -> KerasModelPredict:
-    return KerasModelPredict("predict")
+def model_predict() -> KerasModel:
+    return KerasModel("predict")
 
 
-def model_predict_jit() -> KerasModelPredict:
-    return KerasModelPredict("jit")
+def model_predict_jit() -> KerasModel:
+    return KerasModel("jit")

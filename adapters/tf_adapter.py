@@ -63,7 +63,10 @@ _CPU_NOTE = "measured on CPU: GatherV2 raises for ids outside [0, V); on GPU Ten
 _V2_DIV_NOTE = ("tf.nn.embedding_lookup (TF2) takes a list of shards and always routes them with the 'div' "
                 "strategy; 'mod' is not available through this API")
 _STATE_NOTE = ("lookup_with_state: params is a tf.Variable; max_norm clips the looked-up rows with "
-               "tf.clip_by_norm (out = row * max_norm / max(||row||, max_norm)) and never writes the variable")
+               "tf.clip_by_norm (out = row * max_norm / max(||row||, max_norm)) and never writes the variable; "
+               "a variable is read with ResourceGather, which takes int32/int64 ids only (int16 -> InvalidIds)")
+_RESOURCE_IDS_NOTE = ("inside tf.function the shards are read with ResourceGather, whose Tindices are int32 and "
+                      "int64 only: int16 ids are refused (eager gathers from the concatenated tensor and takes int16)")
 _XLA_NOTE = "XLA (jit_compile=True) gathers clamp ids into [0, V-1] instead of raising"
 _SV_NOTE = ("ShardedVariable: one tf.Variable per shard wrapped in tf.__internal__.distribute.ShardedVariable, "
             "as ParameterServerStrategy builds it; lookup(table, ids) uses a one-shard ShardedVariable")
@@ -431,4 +434,5 @@ def sharded_variable() -> TFEmbedding:
 def sharded_variable_function() -> TFEmbedding:
     return TFEmbedding(Variant(
         "tf.distribute.ShardedVariable[function]", "sv", "function",
-        _caps(_CPU_NOTE, _SV_NOTE, _SV_FUNCTION_NOTE, strategies=("div",))))
+        _caps(_CPU_NOTE, _SV_NOTE, _SV_FUNCTION_NOTE, _RESOURCE_IDS_NOTE,
+              id_dtypes=("int32", "int64"), strategies=("div",))))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -28,7 +29,7 @@ _EMPTY_NOTE = "Embedding(input_dim, output_dim) raises ValueError unless both ar
 
 
 def _import_tf():
-    if "tensorflow" not in __import__("sys").modules:
+    if "tensorflow" not in sys.modules:  # the log level is read when TensorFlow loads
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import tensorflow as tf
     import tf_keras

@@ -170,6 +170,9 @@ class TorchEmbedding:
     name = "torch"
     framework = "torch"
     sparse = False
+    # lookup_with_state holds the table as a trainable weight (nn.Embedding's training
+    # setting) or as a plain tensor (what F.embedding is handed)
+    state_trainable = False
     capabilities = Capabilities(table_ndims=_TABLE_NDIMS, id_dtypes=_ID_DTYPES, notes=_BASE_NOTES)
 
     # -- the call a variant makes ---------------------------------------------------
@@ -201,7 +204,7 @@ class TorchEmbedding:
         held = weight
         try:
             with _TRANSLATE:
-                out, held = self._call(ids_t, weight, trainable=True, **options)
+                out, held = self._call(ids_t, weight, trainable=self.state_trainable, **options)
             result = _to_numpy(out)
         except LookupFailure as failure:
             result = failure
@@ -210,7 +213,8 @@ class TorchEmbedding:
         return result, _to_numpy(held if held is not None else weight)
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        trainable = op in ("grad", "grad_padded", "grad_scaled", "lookup_with_state")
+        trainable = op in ("grad", "grad_padded", "grad_scaled") or (
+            op == "lookup_with_state" and self.state_trainable)
         options: dict[str, str] = {}
         if op == "grad_padded":
             options["padding_idx"] = "padding_idx"
@@ -268,6 +272,7 @@ class NNEmbedding(TorchEmbedding):
     the tensor itself as the weight Parameter, no copy)."""
 
     name = "torch.nn.Embedding"
+    state_trainable = True
 
     def _call(self, ids, weight, *, trainable=False, **options):
         torch = _torch()
@@ -326,6 +331,12 @@ class FunctionalEmbedding(TorchEmbedding):
 
 # --- F.embedding under torch.compile ------------------------------------------------
 
+def _dynamo_stats():
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]
+
+
 def _shape_key(*shapes: tuple[int, ...]) -> tuple:
     """What dynamo specialises a dynamic=True graph on, beyond dtypes and ranks:
     sizes 0 and 1 (specialised to constants) and which sizes >= 2 are equal (duck
@@ -345,9 +356,14 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
     ``torch._dynamo.config.recompile_limit`` (8) recompiles of one code object,
     silently runs the function eagerly. So each signature key (dtypes, ranks, the
     0/1 and equality pattern of the sizes, options) gets a function with a code
-    object of its own, compiled once; calls run under ``fail_on_recompile_limit_hit``
-    so a fall-back to eager could never pass for compiled behaviour.
+    object of its own, compiled once. Should dynamo recompile one anyway (a guard
+    the key misses), the recompile is counted in ``recompiles`` and, well before
+    the limit, the key gets a fresh function, so a fall-back to eager can never
+    pass for compiled behaviour. (``config.patch(fail_on_recompile_limit_hit=True)``
+    around each call would cost ~50 us a call.)
     """
+
+    RECOMPILES_BEFORE_FRESH = 4
 
     name = "torch.nn.functional.embedding[compile]"
     backend = "inductor"
@@ -357,7 +373,9 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
         self._cache: dict[tuple, Callable] = {}
         self._lock = threading.Lock()
         self._backend_checked = False
-        self.compiles = 0  # how many functions were compiled (one per signature key)
+        self.compiles = 0  # functions compiled: one per signature key
+        self.recompiles = 0  # graphs dynamo built on a function's later calls (expected 0)
+        self._graphs_of: dict[tuple, int] = {}  # key -> recompiles seen
         self.capabilities = TorchEmbedding.capabilities.narrowed(notes=_BASE_NOTES + (
             "torch.compile(dynamic=True, backend='inductor'); one compiled function per signature "
             "(dtypes, ranks, 0/1 sizes, equal sizes), so dynamo never recompiles past its limit",
@@ -396,10 +414,7 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
         exec(compile(src, "<torch_adapter.compiled>", "exec"), {"F": torch.nn.functional}, ns)
         return ns["embed"]
 
-    def _compiled(self, ids, weight, options) -> Callable:
-        max_norm = options.get("max_norm")
-        key = (ids.dtype, ids.dim(), weight.dtype, weight.dim(), weight.requires_grad,
-               max_norm, _shape_key(tuple(ids.shape), tuple(weight.shape)))
+    def _compiled(self, key: tuple, with_max_norm: bool) -> Callable:
         fn = self._cache.get(key)
         if fn is None:
             with self._lock:
@@ -407,7 +422,7 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
                 if fn is None:
                     self._select_backend()
                     torch = _torch()
-                    fn = torch.compile(self._new_function(max_norm is not None), dynamic=True, backend=self.backend)
+                    fn = torch.compile(self._new_function(with_max_norm), dynamic=True, backend=self.backend)
                     self._cache[key] = fn
                     self.compiles += 1
         return fn
@@ -418,12 +433,32 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
             raise TypeError(f"{self.name} does not take {sorted(unknown)}")
         if trainable:
             weight.requires_grad_(True)
-        torch = _torch()
-        fn = self._compiled(ids, weight, options)
-        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
-            if "max_norm" in options:
-                return fn(ids, weight, options["max_norm"]), weight
+        max_norm = options.get("max_norm")
+        key = (ids.dtype, ids.dim(), weight.dtype, weight.dim(), weight.requires_grad,
+               max_norm, _shape_key(tuple(ids.shape), tuple(weight.shape)))
+        fn = self._compiled(key, max_norm is not None)
+        stats = _dynamo_stats()
+        graphs = stats["unique_graphs"]
+        try:
+            if max_norm is not None:
+                return fn(ids, weight, max_norm), weight
             return fn(ids, weight), weight
+        finally:
+            self._count_graphs(key, stats["unique_graphs"] - graphs)
+
+    def _count_graphs(self, key: tuple, new_graphs: int) -> None:
+        """Graphs built by a function's first call are its compile (more than one if
+        dynamo breaks the graph); graphs built by later calls are recompiles."""
+        if key not in self._graphs_of:
+            self._graphs_of[key] = 0
+            return
+        if new_graphs > 0:
+            self.recompiles += new_graphs
+            self._graphs_of[key] += new_graphs
+            if self._graphs_of[key] >= self.RECOMPILES_BEFORE_FRESH:
+                with self._lock:  # a fresh code object for this key, far below the limit
+                    self._cache.pop(key, None)
+                    self._graphs_of.pop(key, None)
 
     def _call_source(self, trainable, options):
         self._select_backend()

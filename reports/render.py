@@ -22,6 +22,7 @@ from .results import FAILING, LABELS, MEANINGS, PASSING, STATUSES, SYMBOLS, Run,
 
 TEMPLATES = Path(__file__).with_name("templates")
 PAGE = "page.html.j2"
+_CELL_PX = 28  # the width of a matrix cell in the stylesheet
 _DETAIL_KEYS = ("example", "expected", "actual", "detail", "reason", "snippet", "divergence", "source", "examples",
                 "seconds")
 
@@ -177,12 +178,14 @@ def _header_groups(m: Matrix) -> tuple[list[dict], list[dict]]:
             fw[-1]["n"] += 1
         else:
             fw.append({"name": col.framework, "c0": col.index, "n": 1})
+        # a framework name that does not fit across its columns is written upright, like the adapters
+        fw[-1]["vertical"] = fw[-1]["n"] * _CELL_PX < len(col.framework) * 7.5 + 10
         if ad and ad[-1]["name"] == col.adapter:
             ad[-1]["n"] += 1
             ad[-1]["changed"] |= col.changed
         else:
             ad.append({"name": col.adapter, "framework": col.framework, "c0": col.index, "n": 1,
-                       "changed": col.changed})
+                       "changed": col.changed, "label": col.label, "title": col.title})
     return fw, ad
 
 

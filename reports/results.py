@@ -40,12 +40,12 @@ SYMBOLS = {
 }
 LABELS = {
     "conforms": "conforms",
-    "diverges": "diverges (declared)",
+    "diverges": "diverges",
     "violates": "violates",
-    "stale": "stale declaration",
+    "stale": "stale",
     "not_applicable": "not applicable",
     "unavailable": "unavailable",
-    "error": "suite error",
+    "error": "error",
 }
 MEANINGS = {
     "conforms": "meets the contract: no counterexample found",
@@ -123,7 +123,8 @@ def read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
-        if e.pos >= len(text.rstrip()):
+        rest = text[e.pos:].rstrip()
+        if e.pos >= len(text.rstrip()) or (e.msg.startswith("Unterminated string") and "\n" not in rest):
             raise ResultsError(path, e.lineno, f"truncated JSON: the file ends before the object closes ({e.msg})") from None
         raise ResultsError(path, e.lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
     if not isinstance(meta, dict):

@@ -90,9 +90,9 @@ def out_of_range_cases(caps):
 def _negative(id_dtype, v):
     lo = dtype_range(id_dtype)[0]
     boundary = sorted({-1, -v, -v - 1, lo} - {0})
-    near = [st.integers(-v, -1)] if v else []  # the ids a wrapping lookup would turn into rows
-    targets = st.one_of(st.sampled_from(boundary), st.integers(-v - 2, -1), *near)
-    return planted_ids(id_dtype, v, targets)
+    near = [st.integers(-v, -1), st.sampled_from(sorted({-1, -v}))] if v else []  # a wrapping lookup reads rows
+    flavours = [st.sampled_from(boundary), st.integers(-v - 2, -1), *near]
+    return st.sampled_from(flavours).flatmap(lambda targets: planted_ids(id_dtype, v, targets))
 
 
 @clause(
@@ -107,19 +107,25 @@ def negative_cases(caps):
 # --- ids.int64_wide ------------------------------------------------------------------
 
 def _wide(id_dtype, v):
+    """One flavour of wide id per example, so that a narrowing or reinterpreting
+    lookup meets an array it turns wholly into valid rows."""
     r = st.integers(0, max(v - 1, 0))
     if id_dtype == "int64":
-        # each narrows to a valid row (or to a negative id) when cut to 32 bits
-        targets = st.one_of(
-            r.map(lambda x: 2**32 + x), r.map(lambda x: -(2**32) + x), r.map(lambda x: 2**33 + x),
+        flavours = [
+            r.map(lambda x: 2**32 + x),          # narrows to row x
+            r.map(lambda x: -(2**32) + x),       # narrows to row x
+            r.map(lambda x: 2**33 + x),
             st.sampled_from([2**31, -(2**31) - 1, 2**63 - 1, -(2**63)]),
             st.integers(2**31, 2**63 - 1), st.integers(-(2**63), -(2**31) - 1),
-        )
-    else:  # uint64 and uint32 ids past the int32 range
+        ]
+    else:
         hi = dtype_range(id_dtype)[1]
-        targets = st.one_of(r.map(lambda x: 2**32 + x) if hi > 2**32 else r.map(lambda x: 2**31 + x),
-                            st.sampled_from([2**31, hi]), st.integers(2**31, hi))
-    return planted_ids(id_dtype, v, targets)
+        flavours = [
+            r.map(lambda x: hi - x),             # all ones: -1 - x when read as signed
+            r.map(lambda x: 2**31 + x),
+            st.integers(2**31, hi),
+        ] + ([r.map(lambda x: 2**32 + x), r.map(lambda x: 2**63 + x)] if hi > 2**32 else [])
+    return st.sampled_from(flavours).flatmap(lambda targets: planted_ids(id_dtype, v, targets))
 
 
 WIDE = ("int64", "uint64", "uint32")

@@ -80,9 +80,12 @@ def equals_plain_cases(caps):
 
 
 def _outside(id_dtype, n):
-    targets = st.one_of(st.sampled_from([n, n + 1]), st.integers(n, n + 20),
-                        *([st.integers(-n - 1, -1)] if id_dtype.startswith("int") else []))
-    return planted_ids(id_dtype, n, targets)
+    # one flavour per example: an array whose bad ids are all negative meets a
+    # lookup that wraps them, one whose bad ids are all >= N one that misroutes them
+    flavours = [st.sampled_from([n, n + 1]), st.integers(n, n + 20)]
+    if id_dtype.startswith("int"):
+        flavours += [st.integers(-n - 1, -1), st.just(-1)]
+    return st.sampled_from(flavours).flatmap(lambda targets: planted_ids(id_dtype, n, targets))
 
 
 @clause("partition.out_of_range", "with shards, an id outside [0, N) (negative or >= N) is out_of_range, even where a shard has a row at its local index",

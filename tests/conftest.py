@@ -1,0 +1,11 @@
+"""Shared state of the project's own tests: scores printed at the end of the run."""
+import pytest
+
+SCORES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SCORES:
+        terminalreporter.write_sep("=", "suite power")
+        for line in SCORES:
+            terminalreporter.write_line(line)

@@ -1,0 +1,377 @@
+"""Planted faults: third-party adapters, each carrying one realistic bug, plugged
+in through the public --adapter option exactly as a user's adapter would be.
+``breaks`` names the clause that must report ``violates`` for it.
+
+Each starts from a correct NumPy lookup (validate, then gather) and changes one
+thing, the way real implementations go wrong."""
+from __future__ import annotations
+
+import numpy as np
+
+from adapters import oracle, partition
+from adapters.contract import InvalidIds, InvalidShards, OutOfRange
+
+
+class Planted:
+    framework = "numpy"
+    breaks = ""
+
+    @property
+    def name(self) -> str:
+        return f"planted.{type(self).__name__}"
+
+    # the shared correct path, that each fault bends
+    def check_ids(self, table, ids):
+        if ids.dtype.kind not in "iu":
+            raise InvalidIds(f"{ids.dtype} ids")
+
+    def lookup(self, table, ids):
+        return oracle.lookup(table, ids)
+
+
+# --- out-of-range and negative ids ---------------------------------------------------
+
+class WrapsNegativeIds(Planted):
+    """Python-style indexing: -1 is the last row."""
+    breaks = "ids.negative"
+
+    def lookup(self, table, ids):
+        self.check_ids(table, ids)
+        v = table.shape[0]
+        wide = ids.astype(np.int64)
+        if ((wide >= v) | (wide < -v)).any():
+            raise OutOfRange("id outside [-V, V)")
+        return table[wide] if wide.size else oracle.lookup(table, ids)
+
+
+class ClampsOutOfRange(Planted):
+    """Clamps ids into [0, V-1], as a gather kernel without bounds checks does."""
+    breaks = "ids.out_of_range"
+
+    def lookup(self, table, ids):
+        self.check_ids(table, ids)
+        if table.shape[0] == 0:
+            return oracle.lookup(table, ids)
+        wide = ids.astype(np.int64)
+        if (wide < 0).any():
+            raise OutOfRange("negative id")
+        return table[np.minimum(wide, table.shape[0] - 1)]
+
+
+class ZeroRowsOutOfRange(Planted):
+    """Returns a zero row for an unknown id, as a hashed vocabulary might."""
+    breaks = "ids.out_of_range"
+
+    def lookup(self, table, ids):
+        self.check_ids(table, ids)
+        wide = ids.astype(np.int64)
+        if (wide < 0).any():
+            raise OutOfRange("negative id")
+        return oracle.lookup(table, ids, ["fill_zero"])
+
+
+class NanRowsOutOfRange(Planted):
+    """Fills out-of-range ids with NaN rows (jnp.take's default, undeclared here)."""
+    breaks = "ids.out_of_range"
+
+    def lookup(self, table, ids):
+        return oracle.lookup(table, ids, ["fill_nan"])
+
+
+class OffByOneBound(Planted):
+    """Checks ``id > V`` instead of ``id >= V`` and reads past the end as the last row."""
+    breaks = "ids.out_of_range"
+
+    def lookup(self, table, ids):
+        self.check_ids(table, ids)
+        v = table.shape[0]
+        wide = ids.astype(np.int64)
+        if ((wide > v) | (wide < 0)).any() or (v == 0 and wide.size):
+            raise OutOfRange("id out of range")
+        return table[np.minimum(wide, v - 1)] if wide.size else oracle.lookup(table, ids)
+
+
+class LastRowOffByOne(Planted):
+    """Reads row V-2 for id V-1 (a fencepost in a tiled kernel's last tile)."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        out = oracle.lookup(table, ids)
+        v = table.shape[0]
+        if v >= 2:
+            out = out.copy()
+            out[ids.astype(np.int64) == v - 1] = table[v - 2]
+        return out
+
+
+class FirstRowSkipped(Planted):
+    """Treats id 0 as padding and returns zeros for it."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        out = oracle.lookup(table, ids).copy()
+        out[ids.astype(np.int64) == 0] = 0
+        return out
+
+
+# --- wide, float and unusual ids ------------------------------------------------------
+
+class NarrowsInt64(Planted):
+    """Casts ids to int32 before the lookup, as a 32-bit index kernel does."""
+    breaks = "ids.int64_wide"
+
+    def lookup(self, table, ids):
+        self.check_ids(table, ids)
+        return oracle.lookup(table, ids.astype(np.int32))
+
+
+class Uint64AsInt64(Planted):
+    """Reinterprets uint64 ids as int64 and wraps negatives: 2**64-1 becomes row V-1."""
+    breaks = "ids.int64_wide"
+
+    def lookup(self, table, ids):
+        if ids.dtype == np.uint64:
+            ids = ids.view(np.int64)
+            return oracle.lookup(table, ids, ["wrap_negative"])
+        return oracle.lookup(table, ids)
+
+
+class TruncatesFloatIds(Planted):
+    """Casts float ids to int (1.7 -> row 1) instead of refusing them."""
+    breaks = "ids.float"
+
+    def lookup(self, table, ids):
+        if ids.dtype.kind == "f":
+            ids = np.trunc(ids).astype(np.int64)
+        return oracle.lookup(table, ids)
+
+
+class RoundsFloatIds(Planted):
+    """Rounds float ids to the nearest integer."""
+    breaks = "ids.float"
+
+    def lookup(self, table, ids):
+        if ids.dtype.kind == "f":
+            ids = np.rint(ids).astype(np.int64)
+        return oracle.lookup(table, ids)
+
+
+class BoolIdsAsInts(Planted):
+    """Reads bool ids as 0 and 1."""
+    breaks = "ids.float"
+
+    def lookup(self, table, ids):
+        if ids.dtype == np.bool_:
+            ids = ids.astype(np.int64)
+        return oracle.lookup(table, ids)
+
+
+class RejectsUnsignedIds(Planted):
+    """Raises a TypeError of its own for unsigned ids it never declared unsupported."""
+    breaks = "ids.dtypes"
+
+    def lookup(self, table, ids):
+        if ids.dtype.kind == "u":
+            raise TypeError(f"indices must be signed, got {ids.dtype}")
+        return oracle.lookup(table, ids)
+
+
+# --- rows: bits, dtypes, shapes ----------------------------------------------------------
+
+class QuietsNaNs(Planted):
+    """Canonicalises NaNs (a 'sanitising' copy): payloads are lost."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        out = oracle.lookup(table, ids)
+        if out.dtype.kind == "f":
+            out = out.copy()
+            out[np.isnan(out)] = np.nan
+        return out
+
+
+class AddsZero(Planted):
+    """Computes rows as ``row + 0.0`` (a fused bias of zero): -0.0 becomes +0.0, sNaN is quieted."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        out = oracle.lookup(table, ids)
+        return (out + np.zeros((), out.dtype)).astype(out.dtype)
+
+
+class FlushesSubnormals(Planted):
+    """Flush-to-zero: subnormal values come back as zero."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        out = oracle.lookup(table, ids).copy()
+        if out.dtype.kind != "f" and out.dtype.name != "bfloat16":
+            return out
+        tiny = np.finfo(np.float32).tiny if out.dtype.name == "bfloat16" else np.finfo(out.dtype).tiny
+        mag = np.abs(out.astype(np.float64))
+        out[(mag > 0) & (mag < tiny)] = 0
+        return out
+
+
+class UpcastsHalf(Planted):
+    """Returns float32 rows for float16 and bfloat16 tables."""
+    breaks = "dtype.output"
+
+    def lookup(self, table, ids):
+        out = oracle.lookup(table, ids)
+        return out.astype(np.float32) if out.dtype.itemsize == 2 else out
+
+
+class DowncastsDouble(Planted):
+    """Returns float32 for float64 tables (an x64-disabled runtime)."""
+    breaks = "dtype.output"
+
+    def lookup(self, table, ids):
+        out = oracle.lookup(table, ids)
+        return out.astype(np.float32) if out.dtype == np.float64 else out
+
+
+class FlattensScalarIds(Planted):
+    """Treats 0-d ids as shape (1,): one row too many dimensions."""
+    breaks = "shape.output"
+
+    def lookup(self, table, ids):
+        return oracle.lookup(table, np.atleast_1d(ids))
+
+
+class FlattensHighRankIds(Planted):
+    """Flattens ids of rank > 2 to 2-D, as a batch x sequence layer does."""
+    breaks = "shape.output"
+
+    def lookup(self, table, ids):
+        if ids.ndim > 2:
+            ids = ids.reshape(ids.shape[0], -1)
+        return oracle.lookup(table, ids)
+
+
+class EmptyIdsLoseShape(Planted):
+    """Returns (0, *row) for any empty ids array, losing the ids' shape."""
+    breaks = "shape.output"
+
+    def lookup(self, table, ids):
+        if ids.size == 0:
+            return np.empty((0, *table.shape[1:]), dtype=table.dtype)
+        return oracle.lookup(table, ids)
+
+
+class EmptyTableRefused(Planted):
+    """Refuses a table with no rows even when there is nothing to look up."""
+    breaks = "table.empty"
+
+    def lookup(self, table, ids):
+        if table.shape[0] == 0:
+            raise OutOfRange("the table is empty")
+        return oracle.lookup(table, ids)
+
+
+class MutatesTable(Planted):
+    """Renormalises the rows it reads in place (max_norm on by mistake)."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        out = oracle.lookup(table, ids)
+        if table.size and table.dtype.kind == "f":
+            table[...] = np.where(np.isfinite(table), table / 2, table)
+        return out
+
+
+# --- sharded lookups -------------------------------------------------------------------
+
+class ShardedBase(Planted):
+    def lookup_sharded(self, shards, ids, strategy):
+        return partition.lookup_sharded(shards, ids, strategy)
+
+
+class SwapsModAndDiv(ShardedBase):
+    """Routes 'mod' as 'div' and 'div' as 'mod'."""
+    breaks = "partition.mod"
+
+    def lookup_sharded(self, shards, ids, strategy):
+        return partition.lookup_sharded(shards, ids, {"mod": "div", "div": "mod"}[strategy])
+
+
+class UnevenExtraRowsLast(ShardedBase):
+    """For an uneven 'div', puts the extra rows in the last shards instead of the first."""
+    breaks = "partition.div.uneven"
+
+    def lookup_sharded(self, shards, ids, strategy):
+        if strategy != "div":
+            return partition.lookup_sharded(shards, ids, strategy)
+        sizes = [s.shape[0] for s in shards]
+        if sizes != partition.canonical_sizes(sum(sizes), len(shards)):
+            raise InvalidShards("sizes do not fit")
+        # the bug: it believes the smaller shards come first
+        n, p = sum(sizes), len(shards)
+        believed = sorted(sizes)
+        offsets = np.cumsum([0, *believed])
+        wide = oracle.lookup(np.arange(n, dtype=np.int64), ids)
+        out = np.empty(wide.shape + shards[0].shape[1:], dtype=shards[0].dtype)
+        flat = out.reshape((-1, *shards[0].shape[1:]))
+        for k, i in enumerate(wide.reshape(-1)):
+            s = int(np.searchsorted(offsets, i, side="right") - 1)
+            local = i - offsets[s]
+            flat[k] = shards[s][min(local, shards[s].shape[0] - 1)]
+        return out
+
+
+class AcceptsNoncanonical(ShardedBase):
+    """Concatenates whatever shards it is given, never checking their sizes."""
+    breaks = "partition.noncanonical"
+
+    def lookup_sharded(self, shards, ids, strategy):
+        if strategy == "div":
+            return oracle.lookup(np.concatenate(shards), ids)
+        return partition.lookup_sharded(shards, ids, strategy, ["route_by_total"])
+
+
+class UpcastsMismatchedShards(ShardedBase):
+    """Concatenates shards of different dtypes by promoting them."""
+    breaks = "partition.mismatched_shards"
+
+    def lookup_sharded(self, shards, ids, strategy):
+        if len({s.dtype for s in shards}) > 1:
+            common = np.result_type(*shards)
+            shards = [s.astype(common) for s in shards]
+        return partition.lookup_sharded(shards, ids, strategy)
+
+
+class PythonModuloRouting(ShardedBase):
+    """Routes with Python's % and // and indexes shards NumPy-style: under 'mod',
+    id -1 lands on the last row of the last shard instead of failing."""
+    breaks = "partition.out_of_range"
+
+    def lookup_sharded(self, shards, ids, strategy):
+        partition.validate(shards, strategy)
+        if strategy == "div":
+            return partition.lookup_sharded(shards, ids, strategy)
+        p, n = len(shards), sum(s.shape[0] for s in shards)
+        wide = ids.astype(np.int64)
+        if (wide >= n).any():
+            raise OutOfRange("id >= N")
+        out = np.empty(wide.shape + shards[0].shape[1:], dtype=shards[0].dtype)
+        flat = out.reshape((-1, *shards[0].shape[1:]))
+        for k, i in enumerate(wide.reshape(-1)):
+            shard = shards[int(i % p)]
+            if not shard.shape[0]:
+                raise OutOfRange(f"id {i}")
+            flat[k] = shard[int(i // p)]
+        return out
+
+
+class EmptyShardsRefused(ShardedBase):
+    """Refuses a layout with an empty shard (P > N)."""
+    breaks = "partition.more_shards_than_rows"
+
+    def lookup_sharded(self, shards, ids, strategy):
+        if any(s.shape[0] == 0 for s in shards):
+            raise InvalidShards("empty shard")
+        return partition.lookup_sharded(shards, ids, strategy)
+
+
+ALL = [cls for cls in list(globals().values())
+       if isinstance(cls, type) and issubclass(cls, Planted) and cls.breaks]

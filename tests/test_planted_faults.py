@@ -1,0 +1,47 @@
+"""The suite catches realistic bugs: every planted fault, plugged in through the
+public --adapter option, is reported `violates` on the clause it breaks, in the
+ci profile."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import SCORES
+from tests.planted import faults
+from tests.runner import by_check, run_suite
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("planted")
+    args = [f"--adapter=tests.planted.faults:{cls.__name__}" for cls in faults.ALL]
+    proc, records = run_suite(*args, report_dir=out)
+    assert records, f"the suite wrote no results:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc, by_check(records)
+
+
+def test_every_planted_fault_is_caught(planted_run):
+    proc, checks = planted_run
+    caught, missed = [], []
+    for cls in faults.ALL:
+        name = f"planted.{cls.__name__}"
+        rec = checks.get((name, cls.breaks))
+        (caught if rec and rec["status"] == "violates" else missed).append(
+            f"{name} on {cls.breaks}: {rec['status'] if rec else 'no record'}")
+    SCORES.append(f"planted faults caught: {len(caught)}/{len(faults.ALL)} "
+                  f"({100 * len(caught) // len(faults.ALL)}%)")
+    assert len(faults.ALL) >= 25
+    assert not missed, "planted faults not caught:\n" + "\n".join(missed)
+    assert proc.returncode == 1  # the run fails, as a user's CI would
+
+
+def test_violations_explain_themselves(planted_run):
+    _, checks = planted_run
+    for cls in faults.ALL:
+        rec = checks[(f"planted.{cls.__name__}", cls.breaks)]
+        assert rec["example"] and rec["detail"] and rec["expected"] and rec["actual"], rec
+
+
+def test_mutating_the_table_is_caught_on_every_clause(planted_run):
+    _, checks = planted_run
+    mutated = [r for (a, c), r in checks.items() if a == "planted.MutatesTable" and r["status"] == "violates"]
+    assert mutated and all("changed its input 'table'" in r["actual"] for r in mutated)
