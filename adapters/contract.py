@@ -77,6 +77,10 @@ class Capabilities:
     table_ndims: tuple[int, ...] = (1, 2, 3, 4)
     # Integer id dtypes the API takes. Others must fail with InvalidIds.
     id_dtypes: tuple[str, ...] = INT_DTYPES
+    # The fewest rows a table may have (an API that cannot be built with fewer).
+    min_rows: int = 0
+    # Whether rows of size 0 (a zero in the row shape) can be built.
+    empty_rows: bool = True
     # Partition strategies lookup_sharded takes (only with lookup_sharded).
     strategies: tuple[str, ...] = STRATEGIES
     # Distributions whose versions are reported beside ``framework``.

@@ -6,12 +6,14 @@ itself wraps negative ids and raises IndexError where the contract says
 out_of_range. Rows are moved as unsigned-integer views, so no float ever passes
 through an arithmetic unit and every bit (NaN payloads, -0.0, subnormals) stays.
 
-A behaviour model is a sequence of named steps applied to the ids:
-*transforms* change the ids before resolution (``truncate_float_ids``,
-``narrow_to_int32``, ``bool_as_int``); *resolvers* claim some ids and say what
-comes back for them (``wrap_negative``, ``fill_nan``, ``fill_zero``, ``clip``).
-Ids no resolver claims are resolved by the contract. The contract itself is the
-empty model ``()``.
+A behaviour model is a sequence of named steps. *Transforms* change the table
+or the ids before resolution (``truncate_float_ids``, ``bool_as_int``,
+``narrow_to_int32``, ``cast_ids_to_int32``, ``x64_off``); *resolvers* claim some
+ids and say what comes back for them (``broadcast_single_row``,
+``wrap_negative``, ``fill_nan``, ``fill_zero``, ``clip``), the first to claim an
+id wins; *finishers* change the result (``canonicalize_bf16_nan``,
+``empty_table_returns_table``, ``one_hot_matmul``). Ids no resolver claims are
+resolved by the contract. The contract itself is the empty model ``()``.
 """
 from __future__ import annotations
 
@@ -42,28 +44,52 @@ def _as_int_ids(ids: np.ndarray) -> np.ndarray:
     return ids.astype(np.int64)
 
 
-# --- transforms: ids -> ids ------------------------------------------------------
+# --- transforms: (table, ids) -> (table, ids) ------------------------------------
 
-def _truncate_float_ids(ids: np.ndarray) -> np.ndarray:
+def _truncate_float_ids(table, ids):
     # C-style cast toward zero, as a framework that casts floats to ints does
-    return np.trunc(ids).astype(np.int64) if ids.dtype.kind == "f" else ids
+    return table, (np.trunc(ids).astype(np.int64) if ids.dtype.kind == "f" else ids)
 
 
-def _bool_as_int(ids: np.ndarray) -> np.ndarray:
-    return ids.astype(np.int64) if ids.dtype == np.bool_ else ids
+def _bool_as_int(table, ids):
+    return table, (ids.astype(np.int64) if ids.dtype == np.bool_ else ids)
 
 
-def _narrow_to_int32(ids: np.ndarray) -> np.ndarray:
+def _narrow_to_int32(table, ids):
     # two's-complement wrap to 32 bits, what a C cast int64 -> int32 does
     if ids.dtype.kind in "iu" and ids.dtype.itemsize > 4 or ids.dtype == np.uint32:
-        return ids.astype(np.int32)
-    return ids
+        return table, ids.astype(np.int32)
+    return table, ids
 
 
-TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+def _cast_ids_to_int32(table, ids):
+    # Keras: ids of any dtype but int32/int64 are cast to int32 (floats truncate,
+    # bools become 0/1, uint32/uint64 wrap); int64 is left alone
+    if ids.dtype.name in ("int32", "int64"):
+        return table, ids
+    if ids.dtype.kind == "f":
+        return table, np.trunc(ids).astype(np.int64).astype(np.int32)
+    return table, ids.astype(np.int32)
+
+
+def _x64_off(table, ids):
+    # JAX with jax_enable_x64 off (its default): int64 -> int32 and uint64 -> uint32
+    # (mod 2**32, keeping signedness), a float64 table -> float32 (round to nearest even)
+    if ids.dtype == np.int64:
+        ids = ids.astype(np.int32)
+    elif ids.dtype == np.uint64:
+        ids = ids.astype(np.uint32)
+    if table.dtype == np.float64:
+        table = table.astype(np.float32)
+    return table, ids
+
+
+TRANSFORMS = {
     "truncate_float_ids": _truncate_float_ids,
     "bool_as_int": _bool_as_int,
     "narrow_to_int32": _narrow_to_int32,
+    "cast_ids_to_int32": _cast_ids_to_int32,
+    "x64_off": _x64_off,
 }
 
 
@@ -75,8 +101,9 @@ def _wrap_negative(ids: np.ndarray, v: int):
 
 
 def _fill(code: int):
+    # an empty table has no row shape to fill from a gather: the lookup fails instead
     def resolve(ids: np.ndarray, v: int):
-        claimed = (ids < 0) | (ids >= v)
+        claimed = ((ids < 0) | (ids >= v)) & (v > 0)
         return claimed, np.full(ids.shape, code, dtype=object)
     return resolve
 
@@ -87,18 +114,50 @@ def _clip(ids: np.ndarray, v: int):
     return claimed, np.where(ids < 0, 0, v - 1)
 
 
+def _broadcast_single_row(ids: np.ndarray, v: int):
+    # flax.nnx.Embed with one row broadcasts it instead of gathering: any id is row 0
+    claimed = np.full(ids.shape, v == 1)
+    return claimed, np.zeros(ids.shape, dtype=np.int64)
+
+
 RESOLVERS = {
+    "broadcast_single_row": _broadcast_single_row,
     "wrap_negative": _wrap_negative,
     "fill_nan": _fill(FILL_NAN),
     "fill_zero": _fill(FILL_ZERO),
     "clip": _clip,
 }
 
-MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS)
+# finishers: (table, ids, out) -> out
+
+
+def _canonicalize_bf16_nan(table, ids, out):
+    # jnp.take's fill mode selects through a float op: every bfloat16 NaN becomes
+    # the quiet NaN 0x7fc0 with its sign kept
+    if out.dtype.name != "bfloat16":
+        return out
+    bits = out.view(np.uint16).copy()
+    nan = (bits & 0x7F80) == 0x7F80
+    nan &= (bits & 0x007F) != 0
+    bits[nan] = (bits[nan] & 0x8000) | 0x7FC0
+    return bits.view(out.dtype)
+
+
+def _empty_table_returns_table(table, ids, out):
+    # jnp.take short-cuts a zero-size gather by returning its operand unchanged
+    return table.copy() if table.shape[0] == 0 and ids.size == 0 else out
+
+
+FINISHERS = {
+    "canonicalize_bf16_nan": _canonicalize_bf16_nan,
+    "empty_table_returns_table": _empty_table_returns_table,
+}
+
+MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul",)
 
 
 def check_model(model: Model) -> None:
-    unknown = [m for m in model if m not in TRANSFORMS and m not in RESOLVERS]
+    unknown = [m for m in model if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown behaviour model {unknown[0]!r}; known models: {', '.join(MODELS)}")
 
@@ -117,9 +176,11 @@ def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.nd
     ids = np.asarray(ids)
     for step in model:
         if step in TRANSFORMS:
-            ids = TRANSFORMS[step](ids)
+            table, ids = TRANSFORMS[step](table, ids)
     if ids.dtype.name not in INT_DTYPES:
         raise InvalidIds(f"ids must be integers, got {ids.dtype}")
+    if "one_hot_matmul" in model:
+        return one_hot_matmul(table, ids)
     v = table.shape[0]
     wide = _as_int_ids(ids)
     plan = np.full(ids.shape, None, dtype=object)
@@ -135,7 +196,11 @@ def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.nd
         first = wide[bad].flat[0]
         raise OutOfRange(f"id {first} is outside [0, {v})")
     plan[unclaimed] = wide[unclaimed]
-    return _gather(table, plan)
+    out = _gather(table, plan)
+    for step in model:
+        if step in FINISHERS:
+            out = FINISHERS[step](table, ids, out)
+    return out
 
 
 def _gather(table: np.ndarray, plan: np.ndarray) -> np.ndarray:
@@ -164,3 +229,45 @@ def one_hot_product(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     flat = table.reshape(v, -1)
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN: that is the point of E6
         return (hot @ flat).reshape(np.shape(ids) + table.shape[1:])
+
+
+class AnyNaN(np.ndarray):
+    """An expected result whose NaN elements may carry any bits (sign, payload):
+    where arithmetic produces a NaN, which NaN is the kernel's accumulation order."""
+
+
+def one_hot_matmul(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The lookup as tf_keras computes it with use_one_hot_matmul=True:
+    ``one_hot(ids) @ table`` in the table's dtype. Per output element (k, j), with
+    i = ids[k]: NaN if any other row's T[r, j] is NaN or infinite (0 * inf) or
+    T[i, j] is NaN; else T[i, j] for i in [0, V) unless it is zero or (except in
+    float16) subnormal, which the CPU kernel reads as zero; else +0.0 (an id
+    outside [0, V) is an all-zero one-hot vector)."""
+    v = table.shape[0]
+    flat = table.reshape(v, -1)
+    wide = _as_int_ids(ids).reshape(-1)
+    x = flat.astype(np.float64)
+    if table.dtype != np.float16:
+        x = np.where(np.abs(x) < _tiny(table.dtype), 0.0, x)  # denormals are zero
+    bad = ~np.isfinite(x)
+    out = np.zeros((wide.size, flat.shape[1]), dtype=table.dtype)
+    for k, i in enumerate(wide):
+        inside = 0 <= i < v
+        others = bad.copy()
+        if inside:
+            others[int(i)] = False
+        poisoned = others.any(axis=0)
+        row = x[int(i)] if inside else np.zeros(flat.shape[1])
+        keep = inside & (row != 0) & np.isfinite(row)  # zeros come back +0.0: -0.0 + 0.0 is +0.0
+        res = np.zeros(flat.shape[1], dtype=table.dtype)
+        res[keep] = flat[int(i)][keep] if inside else 0
+        res[poisoned | (np.isnan(row) if inside else False)] = np.nan
+        if inside:
+            inf_here = np.isinf(row) & ~poisoned
+            res[inf_here] = flat[int(i)][inf_here]
+        out[k] = res
+    return out.reshape(ids.shape + table.shape[1:]).view(AnyNaN)
+
+
+def _tiny(dtype: np.dtype) -> float:
+    return 2.0**-126 if dtype.name == "bfloat16" else float(np.finfo(dtype).tiny)

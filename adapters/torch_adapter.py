@@ -145,20 +145,23 @@ import torch
 import torch.nn.functional as F
 
 
-def to_torch(a, copy=True):
+def to_torch(a):
     a = np.asarray(a).copy(order="C")
     if a.dtype == ml_dtypes.bfloat16:
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
 
 
-def to_numpy(t):
+def show(label, t):
     t = t.detach()
     if t.layout != torch.strided:
-        t = t.to_dense()
+        t = t.to_dense()  # torch's own densification of a sparse gradient
     if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
+        a = t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    else:
+        a = t.numpy()
+    print(label, "=", repr(a))
+    print(label, "bits =", repr(a.view(f"u{a.itemsize}")))
 '''
 
 
@@ -228,17 +231,22 @@ class TorchEmbedding:
         lines += [f"{k} = {v}" for k, v in args.items()]
         lines.append("ids = to_torch(ids)")
         lines.append("weight = to_torch(table)")
-        lines += self._call_source(trainable, options)
+        call = self._call_source(trainable, options)
         if op == "lookup":
-            lines.append("print(repr(to_numpy(out)))")
+            lines += call + ["show('out', out)"]
         elif op == "lookup_with_state":
-            lines.append("print('out =', repr(to_numpy(out)))")
-            lines.append("print('table after =', repr(to_numpy(held)))")
+            # the table after the call is the point, so a raised error is printed, not propagated
+            lines += ["held = weight", "try:"] + [f"    {ln}" for ln in call] + [
+                "    show('out', out)",
+                "except Exception as exc:",
+                "    print('raised', type(exc).__name__, exc)",
+                "show('table after', held)",
+            ]
         else:
-            lines.append("out.backward(to_torch(upstream))")
+            lines += call + ["out.backward(to_torch(upstream))"]
             if op == "grad_padded":
-                lines.append("print('out =', repr(to_numpy(out)))")
-            lines.append("print('grad =', repr(to_numpy(held.grad)))")
+                lines.append("show('out', out)")
+            lines.append("show('grad', held.grad)")
         return "\n".join(lines) + "\n"
 
     # -- shared autograd plumbing -----------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from adapters.contract import LookupFailure
+from adapters.oracle import AnyNaN
 
 from .source import short
 
@@ -107,6 +108,8 @@ def _bits(e: np.ndarray, a: np.ndarray) -> str | None:
     problem = _shape(e, a) or _dtype(e, a)
     if problem or e.tobytes() == a.tobytes():
         return problem
+    if isinstance(e, AnyNaN):  # a model of arithmetic: NaN where NaN, any NaN bits
+        return _bits_any_nan(e, a)
     as_bits = np.dtype(f"u{e.dtype.itemsize}")
     eb, ab = e.reshape(-1).view(as_bits), a.reshape(-1).view(as_bits)
     diff = np.flatnonzero(eb != ab)
@@ -115,6 +118,16 @@ def _bits(e: np.ndarray, a: np.ndarray) -> str | None:
     return (f"{len(diff)} of {e.size} elements differ; first at {list(where)}: expected "
             f"{_scalar(e.reshape(-1)[k])} (bits 0x{int(eb[k]):0{2 * e.dtype.itemsize}x}), got "
             f"{_scalar(a.reshape(-1)[k])} (bits 0x{int(ab[k]):0{2 * e.dtype.itemsize}x})")
+
+
+def _bits_any_nan(e: np.ndarray, a: np.ndarray) -> str | None:
+    e64, a64 = np.asarray(e).astype(np.float64), a.astype(np.float64)
+    moved = np.isnan(e64) != np.isnan(a64)
+    if moved.any():
+        where = [int(i) for i in np.unravel_index(np.flatnonzero(moved)[0], e.shape)]
+        return f"NaN placement differs at {where}: expected {e64[tuple(where)]!r}, got {a64[tuple(where)]!r}"
+    keep = ~np.isnan(e64)
+    return _bits(np.where(keep, np.asarray(e), 0).astype(e.dtype), np.where(keep, a, 0).astype(a.dtype))
 
 
 def _scalar(x: Any) -> str:

@@ -145,7 +145,8 @@ def lookup_args(draw, caps: Capabilities, *, ids=in_range_ids, v_min: int = 0, v
                 row_min_side: int = 1, finite: bool = False):
     """``{"table": ..., "ids": ...}``; ``ids(id_dtype, V)`` is the clause's aim."""
     dtype = draw(st.sampled_from(table_dtypes or caps.table_dtypes), label="table dtype")
-    v = draw(st.integers(v_min, v_max), label="V")
+    v_min = max(v_min, caps.min_rows)
+    v = draw(st.integers(v_min, max(v_max, v_min)), label="V")
     row = draw(row_shapes(caps, min_side=row_min_side), label="row shape")
     table = draw(tables_of(dtype, (v, *row), finite=finite), label="table")
     id_dtype = draw(st.sampled_from(id_dtypes or caps.id_dtypes), label="ids dtype")
@@ -162,7 +163,8 @@ def fits(dtype_name: str, *values: int) -> bool:
 @st.composite
 def logical_tables(draw, caps: Capabilities, *, n_min: int = 0, n_max: int = 10, finite: bool = False):
     dtype = draw(st.sampled_from(caps.table_dtypes), label="table dtype")
-    n = draw(st.integers(n_min, n_max), label="N")
+    n_min = max(n_min, caps.min_rows)
+    n = draw(st.integers(n_min, max(n_max, n_min)), label="N")
     row = draw(row_shapes(caps), label="row shape")
     return draw(tables_of(dtype, (n, *row), finite=finite), label="logical table")
 
