@@ -21,6 +21,17 @@ from .contract import InvalidTable
 from .jax_adapter import _X64_NOTE, _fmt_snippet, jax_capabilities, to_numpy, translate_jax_error
 
 
+_SINGLE_ROW_NOTE = (
+    "min_rows=2: with num_embeddings == 1, __call__ takes a broadcast path "
+    "(jnp.broadcast_to(embedding, ids.shape + (features,)), flax/nnx/nn/linear.py) instead of jnp.take: "
+    "row 0 comes back for every id whatever its value (5, -7, 2**31-1: never a NaN row); 0-d ids raise "
+    "ValueError 'Cannot broadcast to shape with fewer dimensions'; and bfloat16 bits depend on the "
+    "output shape (ids of shape (3,) or (3, 3) flush subnormals to signed zero and quiet sNaNs, "
+    "0x7f81 -> 0x7fc1; shapes (1,), (2, 2) keep every bit). No exact model covers that path "
+    "(broadcast_single_row predicts the rows, not the 0-d failure or those bits), so one-row "
+    "tables are not drawn")
+
+
 class NnxEmbed:
     name = "flax.nnx.Embed"
     framework = "flax"
@@ -34,11 +45,13 @@ class NnxEmbed:
         self._layers: dict[tuple, object] = {}
         self.capabilities = jax_capabilities(
             table_ndims=(2,),
+            min_rows=2,
             distributions=("flax", "jax", "jaxlib"),
             notes=(
                 "nnx.Embed holds a (num_embeddings, features) matrix: 2-D tables only",
                 "__call__ is jnp.take(embedding, ids, axis=0) (mode 'fill': NaN rows out of "
-                "bounds, ids in [-V,-1] wrap), but num_embeddings == 1 broadcasts row 0 to every id",
+                "bounds, ids in [-V,-1] wrap)",
+                _SINGLE_ROW_NOTE,
                 _X64_NOTE,
             ),
         )

@@ -114,23 +114,33 @@ class _KerasBase:
     # -- declared capabilities ---------------------------------------------------------
 
     def _capabilities(self) -> Capabilities:
-        notes = ["keras.layers.Embedding holds a 2-D (input_dim, output_dim) table; "
-                 "input_dim and output_dim must be positive integers (V == 0 or D == 0 "
-                 "raise ValueError, reported as invalid_table)"]
-        table_dtypes, id_dtypes = FLOAT_DTYPES, INT_DTYPES
-        if self.backend == "jax" and not self._jax.config.jax_enable_x64:
-            table_dtypes = tuple(d for d in FLOAT_DTYPES if d != "float64")
-            notes.append("jax backend with jax_enable_x64 off (the default): an "
-                         "Embedding(dtype='float64') stores and returns float32 weights")
+        notes = [
+            "keras.layers.Embedding holds a 2-D (input_dim, output_dim) table; input_dim and "
+            "output_dim must be positive integers: no V == 0 table, no rows of size 0",
+            "Embedding.call casts ids of any dtype but int32/int64 to int32 (floats truncate "
+            "toward zero, bools become 0/1, uint32/uint64 wrap), then ops.take",
+        ]
+        id_dtypes = INT_DTYPES
+        if self.backend == "tensorflow":
+            notes.append("tensorflow backend: ops.take maps ids in [-V, -1] to id + V (tf.where) "
+                         "before tf.gather")
         if self.backend == "torch":
             id_dtypes = tuple(d for d in INT_DTYPES if d != "uint64")
             notes.append("torch backend: Keras's convert_to_tensor rejects uint64 ids "
-                         "('Unsupported dtype for PyTorch: uint64')")
+                         "('Unsupported dtype for PyTorch: uint64'); Embedding.call compares the torch "
+                         "dtype with the strings 'int32'/'int64', which never match, so int64 ids "
+                         "are cast to int32 too; ops.take maps ids in [-V, -1] to id + V")
+        if self.backend == "jax" and not self._jax.config.jax_enable_x64:
+            notes.append("jax backend with jax_enable_x64 off (the default): int64 ids become int32 "
+                         "and uint64 ids uint32 on conversion, and an Embedding(dtype='float64') "
+                         "holds and returns float32 weights")
         notes += self._mode_notes()
         return Capabilities(
-            table_dtypes=table_dtypes,
+            table_dtypes=FLOAT_DTYPES,
             table_ndims=(2,),
             id_dtypes=id_dtypes,
+            min_rows=1,
+            empty_rows=False,
             distributions=_BACKEND_DISTS.get(self.backend, ()),
             notes=tuple(notes),
         )

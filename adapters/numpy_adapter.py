@@ -1,10 +1,21 @@
-"""The ``numpy`` adapter: the oracle itself, so the suite can run with no framework."""
+"""The ``numpy`` adapter: the oracle itself, every capability, so the suite can
+run with no framework and every clause's machinery is exercised."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import oracle, partition
+from . import oracle, partition, training
 from .contract import Capabilities
+
+_CALLS = {
+    "lookup": "oracle.lookup(table, ids)",
+    "lookup_sharded": "partition.lookup_sharded(shards, ids, strategy)",
+    "grad": "training.grad(table, ids, upstream)",
+    "grad_padded": "training.grad_padded(table, ids, upstream, padding_idx)",
+    "grad_scaled": "training.grad_scaled(table, ids, upstream)",
+    "lookup_with_state": "training.lookup_with_state(table, ids, max_norm)",
+    "lookup_mask_zero": "(oracle.lookup(table, ids), ids != 0)",
+}
 
 
 class NumpyAdapter:
@@ -12,22 +23,30 @@ class NumpyAdapter:
     framework = "numpy"
     capabilities = Capabilities()
 
-    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    def lookup(self, table, ids):
         return oracle.lookup(table, ids)
 
-    def lookup_sharded(self, shards: list[np.ndarray], ids: np.ndarray, strategy: str) -> np.ndarray:
+    def lookup_sharded(self, shards, ids, strategy):
         return partition.lookup_sharded(shards, ids, strategy)
 
-    def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
-        return oracle.grad(table, ids, upstream)
+    def grad(self, table, ids, upstream):
+        return np.asarray(training.grad(table, ids, upstream))
+
+    def grad_padded(self, table, ids, upstream, padding_idx):
+        out, g = training.grad_padded(table, ids, upstream, padding_idx)
+        return out, np.asarray(g)
+
+    def grad_scaled(self, table, ids, upstream):
+        return np.asarray(training.grad_scaled(table, ids, upstream))
+
+    def lookup_with_state(self, table, ids, max_norm=None):
+        return training.lookup_with_state(table, ids, max_norm)
+
+    def lookup_mask_zero(self, table, ids):
+        return oracle.lookup(table, ids), np.asarray(np.asarray(ids) != 0)
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        call = {
-            "lookup": "oracle.lookup(table, ids)",
-            "lookup_sharded": "partition.lookup_sharded(shards, ids, strategy)",
-            "grad": "oracle.grad(table, ids, upstream)",
-        }[op]
-        lines = ["import numpy as np", "from adapters import oracle, partition"]
+        lines = ["import numpy as np", "import ml_dtypes", "from adapters import oracle, partition, training"]
         lines += [f"{k} = {v}" for k, v in args.items()]
-        lines += [f"print(repr({call}))"]
+        lines += [f"print(repr({_CALLS[op]}))"]
         return "\n".join(lines)

@@ -170,8 +170,7 @@ def validate_table(table: np.ndarray) -> None:
                            f"of rank {getattr(table, 'ndim', '?')}")
 
 
-def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.ndarray:
-    """``out[k] == table[ids[k]]`` bit for bit, under ``model`` (the contract by default)."""
+def _transformed(table: np.ndarray, ids: np.ndarray, model: Model):
     validate_table(table)
     ids = np.asarray(ids)
     for step in model:
@@ -179,8 +178,14 @@ def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.nd
             table, ids = TRANSFORMS[step](table, ids)
     if ids.dtype.name not in INT_DTYPES:
         raise InvalidIds(f"ids must be integers, got {ids.dtype}")
-    if "one_hot_matmul" in model:
-        return one_hot_matmul(table, ids)
+    return table, ids
+
+
+def resolve(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT):
+    """Where each id's row comes from under ``model``: (table, ids, plan) after the
+    transforms, the plan holding a row index or a fill code per id. Raises as the
+    lookup does."""
+    table, ids = _transformed(table, ids, model)
     v = table.shape[0]
     wide = _as_int_ids(ids)
     plan = np.full(ids.shape, None, dtype=object)
@@ -196,6 +201,14 @@ def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.nd
         first = wide[bad].flat[0]
         raise OutOfRange(f"id {first} is outside [0, {v})")
     plan[unclaimed] = wide[unclaimed]
+    return table, ids, plan.astype(np.int64)
+
+
+def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.ndarray:
+    """``out[k] == table[ids[k]]`` bit for bit, under ``model`` (the contract by default)."""
+    if "one_hot_matmul" in model:
+        return one_hot_matmul(*_transformed(table, ids, model))
+    table, ids, plan = resolve(table, ids, model)
     out = _gather(table, plan)
     for step in model:
         if step in FINISHERS:
@@ -225,10 +238,10 @@ def _nan_bits(dtype: np.dtype):
 def one_hot_product(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """E6: the lookup as ``one_hot(ids) @ table``, computed in the table's dtype."""
     v = table.shape[0]
-    hot = (np.asarray(ids)[..., None] == np.arange(v)).astype(table.dtype)
-    flat = table.reshape(v, -1)
+    hot = (np.asarray(ids)[..., None] == np.arange(v)).astype(np.float64)
+    flat = table.reshape(v, -1).astype(np.float64)  # exact: one term is non-zero
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN: that is the point of E6
-        return (hot @ flat).reshape(np.shape(ids) + table.shape[1:])
+        return (hot @ flat).astype(table.dtype).reshape(np.shape(ids) + table.shape[1:])
 
 
 class AnyNaN(np.ndarray):
@@ -242,7 +255,10 @@ def one_hot_matmul(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     i = ids[k]: NaN if any other row's T[r, j] is NaN or infinite (0 * inf) or
     T[i, j] is NaN; else T[i, j] for i in [0, V) unless it is zero or (except in
     float16) subnormal, which the CPU kernel reads as zero; else +0.0 (an id
-    outside [0, V) is an all-zero one-hot vector)."""
+    outside [0, V) is an all-zero one-hot vector). 0-d ids are InvalidIds: their
+    one-hot vector has rank 1 and tf.matmul takes only operands of rank >= 2."""
+    if np.ndim(ids) == 0:
+        raise InvalidIds("ids of rank 0: tf.matmul(tf.one_hot(ids, V), table) needs rank >= 2 operands")
     v = table.shape[0]
     flat = table.reshape(v, -1)
     wide = _as_int_ids(ids).reshape(-1)

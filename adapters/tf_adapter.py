@@ -310,7 +310,7 @@ class TFEmbedding:
                  "import numpy as np", "import ml_dtypes", "import tensorflow as tf", ""]
         lines += [f"{k} = {val}" for k, val in args.items()]
         lookup = "tf.compat.v1.nn.embedding_lookup" if v.api == "v1" else "tf.nn.embedding_lookup"
-        deco = {"eager": None, "function": "tf.function", "xla": "tf.function(jit_compile=True)"}[v.mode]
+        deco = v.mode != "eager"
 
         def spec(expr):
             return f"tf.TensorSpec([None] * {expr}.ndim, tf.as_dtype({expr}.dtype))"
@@ -323,7 +323,7 @@ class TFEmbedding:
                 raise ValueError(f"{self.name} has no operation {op!r}")
             lines += ["# one tf.Variable per shard, as ParameterServerStrategy makes them",
                       "sv = tf.__internal__.distribute.ShardedVariable([tf.Variable(s) for s in shards])"]
-            if deco is None:
+            if not deco:
                 lines.append("out = tf.nn.embedding_lookup(sv, tf.constant(ids))")
             else:
                 lines += ["# the ShardedVariable is captured by the function, as a model's variable is",
@@ -332,13 +332,13 @@ class TFEmbedding:
         elif op == "lookup":
             body = f"{lookup}(table, ids)"
             sig = f"[{spec('table')}, {spec('ids')}]"
-            lines += self._snippet_call("table, ids", body, sig, deco,
+            lines += self._snippet_call("table, ids", body, sig, v.mode,
                                         "tf.constant(table), tf.constant(ids)")
         elif op == "lookup_sharded":
             strategy = ", partition_strategy=strategy" if v.api == "v1" else ""
             body = f"{lookup}(list(shards), ids{strategy})"
             sig = f"[[{spec('s')} for s in shards], {spec('ids')}]"
-            lines += self._snippet_call("shards, ids", body, sig, deco,
+            lines += self._snippet_call("shards, ids", body, sig, v.mode,
                                         "[tf.constant(s) for s in shards], tf.constant(ids)")
         elif op == "grad" and v.training:
             lines += [
@@ -350,8 +350,8 @@ class TFEmbedding:
                 "    return tf.convert_to_tensor(tape.gradient(loss, table))",
             ]
             if deco:
-                lines.append(f"grad = {deco[:-1] + ', ' if '(' in deco else deco + '('}"
-                             f"input_signature=[{spec('table')}, {spec('ids')}, {spec('upstream')}])(grad)")
+                sig = f"input_signature=[{spec('table')}, {spec('ids')}, {spec('upstream')}]"
+                lines.append(f"grad = tf.function(grad, {_jit(v.mode)}{sig})")
             lines.append("out = grad(tf.constant(table), tf.constant(ids), tf.constant(upstream))")
         elif op == "lookup_with_state" and v.training:
             state = True
@@ -361,8 +361,7 @@ class TFEmbedding:
                       "def lookup(v, i):",
                       f"    return {lookup}(v, i, max_norm=max_norm)"]
             if deco:
-                extra = "jit_compile=True, " if v.mode == "xla" else ""
-                lines.append(f"lookup = tf.function(lookup, {extra}reduce_retracing=True)")
+                lines.append(f"lookup = tf.function(lookup, {_jit(v.mode)}reduce_retracing=True)")
             lines += ["try:", "    out = lookup(var, tf.constant(ids)).numpy()",
                       "except tf.errors.InvalidArgumentError as exc:",
                       "    out = exc", "    print('raised:', exc)"]
@@ -376,13 +375,16 @@ class TFEmbedding:
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _snippet_call(params: str, body: str, sig: str, deco: str | None, call_args: str) -> list[str]:
-        if deco is None:
+    def _snippet_call(params: str, body: str, sig: str, mode: str, call_args: str) -> list[str]:
+        if mode == "eager":
             return [f"out = {body.replace('list(shards)', 'shards')}"]
-        extra = "jit_compile=True, " if "jit_compile" in deco else ""
         return [f"f = tf.function(lambda {params}: {body},",
-                f"                {extra}input_signature={sig})",
+                f"                {_jit(mode)}input_signature={sig})",
                 f"out = f({call_args})"]
+
+
+def _jit(mode: str) -> str:
+    return "jit_compile=True, " if mode == "xla" else ""
 
 
 _PRINT_OUT = [

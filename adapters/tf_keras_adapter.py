@@ -20,12 +20,18 @@ import sys
 
 import numpy as np
 
-from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, InvalidTable, OutOfRange
+from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, InvalidIds, InvalidTable, OutOfRange
 
 _OUT_OF_RANGE = re.compile(r"indices(\[[\d,]*\])? = -?\d+ is not in \[0, \d+\)")
+# [one_hot] with 0-d ids: tf.one_hot gives a rank-1 tensor and tf.matmul takes only rank >= 2
+# operands; oneDNN's _MklMatMul (float32, bfloat16) and Eigen's MatMul (float16, float64) word it
+# differently
+_MATMUL_RANK = re.compile(r"In\[0\] ndims must be >= 2|In\[0\] and In\[1\] has different ndims: \[\d+\] vs")
 _CAST_NOTE = ("Embedding.call casts ids of any dtype but int32/int64 to int32 (tf.cast): float ids "
               "truncate toward zero, bool ids become 0/1, uint32/uint64 ids wrap to int32")
-_EMPTY_NOTE = "Embedding(input_dim, output_dim) raises ValueError unless both are positive: no V == 0 or D == 0 table"
+_EMPTY_NOTE = ("min_rows=1, empty_rows=False: Embedding.__init__ raises ValueError 'Both `input_dim` and "
+               "`output_dim` should be positive' unless input_dim > 0 and output_dim > 0 "
+               "(tf_keras/layers/core/embedding.py), so no table with V == 0 or rows of size 0 can be built")
 
 
 def _import_tf():
@@ -48,7 +54,9 @@ class TfKerasEmbedding:
         if one_hot:
             notes.append("use_one_hot_matmul=True computes tf.matmul(tf.one_hot(ids, V, dtype), embeddings): "
                          "out-of-range ids give +0.0 rows, -0.0 becomes +0.0, NaN/Inf anywhere in a column "
-                         "poisons that column, subnormals flush to zero (not float16); 0-d ids fail in MatMul")
+                         "poisons that column, subnormals flush to zero (not float16); 0-d ids fail in MatMul "
+                         "(tf.matmul takes rank >= 2 operands; the layer documents 2-D (batch_size, input_length) "
+                         "input), reported as InvalidIds")
         else:
             notes.append("eager CPU tf.nn.embedding_lookup (ResourceGather) raises InvalidArgumentError for ids "
                          "outside [0, V)")
@@ -56,6 +64,8 @@ class TfKerasEmbedding:
             table_dtypes=FLOAT_DTYPES,
             table_ndims=(2,),
             id_dtypes=INT_DTYPES,
+            min_rows=1,
+            empty_rows=False,
             distributions=("tf-keras", "tensorflow", "tensorflow-cpu"),
             notes=tuple(notes),
         )
@@ -89,6 +99,10 @@ class TfKerasEmbedding:
         msg = str(exc)
         if isinstance(exc, self._tf.errors.InvalidArgumentError) and _OUT_OF_RANGE.search(msg):
             return OutOfRange(_OUT_OF_RANGE.search(msg).group(0))
+        if self.one_hot and isinstance(exc, self._tf.errors.InvalidArgumentError) and _MATMUL_RANK.search(msg):
+            # the ids' rank is what went wrong: one_hot of 0-d ids is a vector, which MatMul refuses
+            return InvalidIds(f"ids of rank 0: tf.matmul(tf.one_hot(ids, V), embeddings) needs rank >= 2 "
+                              f"operands ({_MATMUL_RANK.search(msg).group(0)})")
         return None
 
     def _run(self, fn):

@@ -1,9 +1,21 @@
-"""Training semantics as code: the gradient of a lookup, padding rows, max_norm.
+"""Training semantics as code: the gradient of a lookup, padding rows, frequency
+scaling, max_norm, and what a lookup may do to its table (nothing).
 
 The gradient of sum(lookup(T, I) * U) with respect to T is a scatter-add of U
-into zeros: row r receives the sum of U[k] over every k with I[k] == r. The sum
-is taken in float64 (exact for the suite's upstreams: small multiples of 1/2)
-and rounded once to the table's dtype.
+into zeros: row r receives the sum of U[k] over every k with I[k] == r. The
+oracle sums in float64 (exact for the suite's upstreams, small multiples of 1/2)
+and rounds once to the table's dtype. Under a lookup behaviour model, an id that
+resolves to a row scatters into it (a wrapped id into its wrapped row); an id
+filled with NaN or zeros reaches no row and contributes nothing.
+
+Models (steps next to the lookup's own):
+- ``drop_clipped_grad``: ids the forward pass clamped (``clip``) contribute no
+  gradient (XLA's scatter drops out-of-bounds updates);
+- ``renorm_torch``: max_norm rescales a row with norm > m by m / (norm + 1e-7),
+  and rows with a NaN norm are left alone (torch's embedding_renorm_);
+- ``clip_by_norm_tf``: rows come back as row * m / max(norm, m) (tf.clip_by_norm:
+  a NaN or infinite norm poisons the whole row);
+- ``renorm_in_place``: the lookup writes the renormalised rows into its table.
 """
 from __future__ import annotations
 
@@ -12,8 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from . import oracle
+from .contract import LookupFailure, OutOfRange
 
-MODELS: tuple[str, ...] = ()
+MODELS = ("drop_clipped_grad", "renorm_torch", "clip_by_norm_tf", "renorm_in_place")
 
 
 class Bounded(np.ndarray):
@@ -24,37 +37,138 @@ class Bounded(np.ndarray):
 
 
 def bounded(a: np.ndarray, atol) -> Bounded:
-    out = a.view(Bounded)
+    out = np.asarray(a).view(Bounded)
     out.atol = atol
     return out
 
 
 def eps(dtype: np.dtype) -> float:
-    return float(np.finfo(np.float32 if dtype.name == "bfloat16" else dtype).eps) if dtype.name != "bfloat16" else 2.0**-7
+    return 2.0**-7 if dtype.name == "bfloat16" else float(np.finfo(dtype).eps)
 
 
-def grad(table: np.ndarray, ids: np.ndarray, upstream: np.ndarray, model: Sequence[str] = ()) -> np.ndarray:
-    """Dense d sum(lookup(table, ids) * upstream) / d table. Ids are checked as the
-    forward lookup checks them (an out-of-range id fails the same way)."""
-    oracle.lookup(table, ids, model)  # the forward pass: raises where the lookup does
-    v = table.shape[0]
-    acc = np.zeros((v, *table.shape[1:]), dtype=np.float64)
-    flat_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    flat_up = np.asarray(upstream, dtype=np.float64).reshape((flat_ids.size, *table.shape[1:]))
-    np.add.at(acc, flat_ids, flat_up)
-    return acc.astype(table.dtype)
+def _rows_of(table, ids, model):
+    """Row each id scatters into (-1: none), after the lookup's own checks."""
+    t, ids2, plan = oracle.resolve(table, ids, [m for m in model if m not in MODELS])
+    plan = plan.reshape(-1).copy()
+    if "clip" in model and "drop_clipped_grad" in model:
+        wide = oracle._as_int_ids(ids2).reshape(-1)
+        plan[(wide < 0) | (wide >= t.shape[0])] = -1
+    return plan
 
 
-def accumulation_tolerance(table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
-    """Per element: a framework may add a row's n contributions in any order, in the
-    table's dtype. Each of the n - 1 additions rounds by at most half an ulp of the
-    running sum, itself at most sum|u|: so (n - 1) * eps/2 * sum|u|, plus the final
-    rounding of the exact sum (eps/2 * |sum|) that the oracle does too. With no
-    duplicate ids n <= 1 and the bound is the one rounding both sides share: exact."""
-    v = table.shape[0]
-    flat_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    counts = np.bincount(flat_ids, minlength=v).astype(np.float64) if flat_ids.size else np.zeros(v)
-    mags = np.zeros((v, *table.shape[1:]), dtype=np.float64)
-    np.add.at(mags, flat_ids, np.abs(np.asarray(upstream, dtype=np.float64).reshape((flat_ids.size, *table.shape[1:]))))
-    extra = np.maximum(counts - 1, 0).reshape((v,) + (1,) * (table.ndim - 1))
+def _scatter(table, rows, upstream, weights=None):
+    acc = np.zeros(table.shape, dtype=np.float64)
+    mags = np.zeros(table.shape, dtype=np.float64)
+    up = np.asarray(upstream, dtype=np.float64).reshape((rows.size, *table.shape[1:]))
+    if weights is not None:
+        up = up * weights.reshape((-1,) + (1,) * (table.ndim - 1))
+    keep = rows >= 0
+    np.add.at(acc, rows[keep], up[keep])
+    np.add.at(mags, rows[keep], np.abs(up[keep]))
+    counts = np.bincount(rows[keep], minlength=table.shape[0]) if keep.any() else np.zeros(table.shape[0], int)
+    return acc, mags, counts
+
+
+def _accumulation_atol(table, mags, counts):
+    """A framework may add a row's n contributions in any order, in the table's
+    dtype: each of the n - 1 additions rounds by at most half an ulp of a partial
+    sum bounded by sum|u|. With no duplicate ids the bound is 0: exact."""
+    extra = np.maximum(counts - 1, 0).reshape((-1,) + (1,) * (table.ndim - 1))
     return extra * eps(table.dtype) / 2 * mags
+
+
+def grad(table: np.ndarray, ids: np.ndarray, upstream: np.ndarray, model: Sequence[str] = ()) -> Bounded:
+    """Dense d sum(lookup(table, ids) * upstream) / d table, with its tolerance."""
+    rows = _rows_of(table, ids, model)
+    acc, mags, counts = _scatter(table, rows, upstream)
+    return bounded(acc.astype(table.dtype), _accumulation_atol(table, mags, counts))
+
+
+def grad_padded(table, ids, upstream, padding_idx, model=()):
+    """(forward rows, gradient): the padding row is looked up as stored, and its
+    gradient is zero. A negative padding_idx counts from the end (p + V)."""
+    v = table.shape[0]
+    if not -v <= padding_idx < v:
+        raise OutOfRange(f"padding_idx {padding_idx} is outside [-{v}, {v})")
+    out = oracle.lookup(table, ids, [m for m in model if m not in MODELS])
+    g = grad(table, ids, upstream, model)
+    p = padding_idx % v
+    g[p] = 0
+    g.atol = np.array(g.atol, dtype=np.float64) * 1
+    if np.ndim(g.atol):
+        g.atol[p] = 0
+    return out, g
+
+
+def grad_scaled(table, ids, upstream, model=()):
+    """scale_grad_by_freq: each contribution divided by how often its id occurs."""
+    rows = _rows_of(table, ids, model)
+    counts = np.bincount(rows[rows >= 0], minlength=table.shape[0]) if (rows >= 0).any() else np.zeros(table.shape[0], int)
+    weights = np.where(rows >= 0, 1.0 / np.maximum(counts[np.maximum(rows, 0)], 1), 0.0)
+    acc, mags, n = _scatter(table, rows, upstream, weights)
+    # the division rounds each contribution once more: one more eps per term
+    atol = _accumulation_atol(table, mags, n) + eps(table.dtype) * mags
+    return bounded(acc.astype(table.dtype), atol)
+
+
+# --- max_norm -----------------------------------------------------------------------
+
+def _norms(rows: np.ndarray) -> np.ndarray:
+    flat = rows.reshape(rows.shape[0], -1).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.sqrt((flat * flat).sum(axis=1))
+
+
+def renormed(rows: np.ndarray, max_norm: float, formula: str) -> np.ndarray:
+    """Rows after max_norm, computed in float64 and rounded once to the dtype."""
+    x = rows.reshape(rows.shape[0], -1).astype(np.float64)
+    norm = _norms(rows)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if formula == "contract":
+            # a row whose norm exceeds m comes back with norm m; a row holding NaN or
+            # an infinity has no finite rescaling and comes back as it is
+            finite = np.isfinite(x).all(axis=1)
+            scale = np.where(finite & (norm > max_norm), max_norm / np.where(norm > 0, norm, 1), 1.0)
+            out = x * scale[:, None]
+            out[~finite] = x[~finite]
+        elif formula == "renorm_torch":
+            scale = np.where(norm > max_norm, max_norm / (norm + 1e-7), 1.0)
+            out = x * scale[:, None]
+        elif formula == "clip_by_norm_tf":
+            out = x * max_norm / np.maximum(norm, max_norm)[:, None]
+            out[np.isnan(norm)] = np.nan
+        else:
+            raise ValueError(formula)
+    res = out.astype(rows.dtype).reshape(rows.shape)
+    keep = (out == x)  # untouched elements keep their bits (NaN payloads, -0.0)
+    res.reshape(rows.shape[0], -1)[keep] = rows.reshape(rows.shape[0], -1)[keep]
+    return res
+
+
+def max_norm_tolerance(rows: np.ndarray) -> float:
+    """Relative: the norm sums D squares (D roundings), then a square root, a
+    division and a product (3 more), in a dtype no wider than the table's."""
+    d = int(np.prod(rows.shape[1:], dtype=np.int64)) if rows.ndim > 1 else 1
+    return (d + 3) * eps(rows.dtype)
+
+
+def lookup_with_state(table, ids, max_norm=None, model=()):
+    """(rows or the failure, table after): a lookup never changes its table."""
+    lookup_model = [m for m in model if m not in MODELS]
+    formula = next((m for m in model if m in ("renorm_torch", "clip_by_norm_tf")), "contract")
+    after = table.copy()
+    try:
+        _, _, plan = oracle.resolve(table, ids, lookup_model)
+    except LookupFailure as failure:
+        return failure, after
+    out = oracle.lookup(table, ids, lookup_model)
+    if max_norm is None:
+        return out, after
+    touched = np.unique(plan.reshape(-1)[plan.reshape(-1) >= 0])
+    fixed = table.copy()
+    if touched.size:
+        fixed[touched] = renormed(table[touched], max_norm, formula)
+    if "renorm_in_place" in model:
+        after = fixed
+    out = oracle.lookup(fixed, ids, lookup_model)
+    return out, after

@@ -14,16 +14,4 @@ from pathlib import Path
 
 from .results import ResultsError, Run, read_run
 
-__all__ = ["ResultsError", "Run", "read_run", "render", "render_dir"]
-
-
-def render(run_or_runs, out_dir):
-    """Render ``out_dir/index.html`` from a Run or a sequence of Runs; returns its path."""
-    from .render import render as _render
-
-    return _render(run_or_runs, out_dir)
-
-
-def render_dir(dir: Path | str, out_dir: Path | str | None = None) -> Path:
-    """Read ``dir``'s results and render its page (into ``dir`` unless ``out_dir`` is given)."""
-    return render(read_run(dir), out_dir if out_dir is not None else dir)
+__all__ = ["ResultsError", "Run", "read_run"]

@@ -76,9 +76,9 @@ def write_run(conf, *, complete: bool, terminal=None) -> Path:
     _atomic_write(out / "run.json", json.dumps(meta, indent=1, sort_keys=True))
     page, problem = None, None
     try:
-        from . import render
+        from .render import render
 
-        page = render.render(out, out)
+        page = render(out, out)
     except Exception as exc:  # the results stay; say why the page is missing
         problem = f"{type(exc).__name__}: {exc}"
     if terminal is not None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from adapters.contract import LookupFailure
 from adapters.oracle import AnyNaN
+from adapters.training import Bounded
 
 from .source import short
 
@@ -110,6 +111,8 @@ def _bits(e: np.ndarray, a: np.ndarray) -> str | None:
         return problem
     if isinstance(e, AnyNaN):  # a model of arithmetic: NaN where NaN, any NaN bits
         return _bits_any_nan(e, a)
+    if isinstance(e, Bounded):  # arithmetic with a stated tolerance
+        return _bounded(e, a)
     as_bits = np.dtype(f"u{e.dtype.itemsize}")
     eb, ab = e.reshape(-1).view(as_bits), a.reshape(-1).view(as_bits)
     diff = np.flatnonzero(eb != ab)
@@ -128,6 +131,60 @@ def _bits_any_nan(e: np.ndarray, a: np.ndarray) -> str | None:
         return f"NaN placement differs at {where}: expected {e64[tuple(where)]!r}, got {a64[tuple(where)]!r}"
     keep = ~np.isnan(e64)
     return _bits(np.where(keep, np.asarray(e), 0).astype(e.dtype), np.where(keep, a, 0).astype(a.dtype))
+
+
+def _bounded(e: np.ndarray, a: np.ndarray) -> str | None:
+    """NaN where NaN (any bits), infinities equal, finite values within ``e.atol``;
+    where the tolerance is 0 the bits must be equal (no arithmetic happened there)."""
+    e64, a64 = np.asarray(e).astype(np.float64), a.astype(np.float64)
+    atol = np.broadcast_to(np.asarray(e.atol, dtype=np.float64), e.shape)
+    nan_e, nan_a = np.isnan(e64), np.isnan(a64)
+    exact = (atol == 0) & ~nan_e
+    checks = [
+        ("NaN placement differs", nan_e != nan_a),
+        ("infinity differs", np.isinf(e64) & (e64 != a64)),
+        ("bits differ where no tolerance applies", exact & (np.asarray(e).view(f"u{e.dtype.itemsize}")
+                                                            != a.view(f"u{a.dtype.itemsize}"))),
+        ("outside tolerance", np.isfinite(e64) & ~(np.abs(a64 - e64) <= atol)),
+    ]
+    for what, bad in checks:
+        if bad.any():
+            where = tuple(int(i) for i in np.unravel_index(np.flatnonzero(bad)[0], e.shape))
+            return (f"{int(bad.sum())} of {e.size} elements: {what}; first at {list(where)}: expected "
+                    f"{e64[where]!r} (tolerance {atol[where]:.3g}), got {a64[where]!r}")
+    return None
+
+
+def _numbers(e: np.ndarray, a: np.ndarray) -> str | None:
+    problem = _shape(e, a) or _dtype(e, a)
+    if problem:
+        return problem
+    e64, a64 = e.astype(np.float64), a.astype(np.float64)
+    bad = ~((e64 == a64) | (np.isnan(e64) & np.isnan(a64)))
+    if bad.any():
+        where = tuple(int(i) for i in np.unravel_index(np.flatnonzero(bad)[0], e.shape))
+        return f"{int(bad.sum())} of {e.size} elements differ in value; first at {list(where)}: expected {e64[where]!r}, got {a64[where]!r}"
+    return None
+
+
+def same_values(expected: Outcome, actual: Outcome) -> str | None:
+    """Equal as numbers: -0.0 == +0.0 (for clauses about arithmetic equivalence)."""
+    return _each(expected, actual, _numbers)
+
+
+def part(index: int, compare_one=None):
+    """Judge only one element of a tuple outcome (a failure is judged as is)."""
+    one = compare_one or _bits
+
+    def compare(expected: Outcome, actual: Outcome) -> str | None:
+        head = _failures_first(expected, actual)
+        if head is not True:
+            return head
+        if not isinstance(actual.value, tuple) or len(actual.value) <= index:
+            return f"expected a tuple with at least {index + 1} results, got {actual.describe()}"
+        return _each(Outcome(value=expected.value[index]), Outcome(value=actual.value[index]), one)
+
+    return compare
 
 
 def _scalar(x: Any) -> str:

@@ -24,6 +24,7 @@ FAMILY_MODULES = (
     "suites.test_table",
     "suites.test_seed_examples",
     "suites.test_partition",
+    "suites.test_training",
 )
 
 

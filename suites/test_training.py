@@ -1,0 +1,205 @@
+"""Clause families of training semantics: `grad`, `padding`, `max_norm`,
+`lookup`, `mask`, `onehot`. Tolerances appear only here, where arithmetic
+happens, each stated next to its clause; everywhere else rows are bit-exact."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from adapters import oracle, training
+from adapters.contract import InvalidIds
+from suites import assertions
+from suites.catalogue import clause
+from suites.lookup_clauses import SUSPECTS
+from suites.strategies import in_range_ids, lookup_args, planted_ids, upstreams
+
+GRAD_SUSPECTS = SUSPECTS + (("clip", "drop_clipped_grad"), ("wrap_negative", "fill_nan"))
+
+
+@st.composite
+def _with_upstream(draw, caps, *, ids=in_range_ids, v_min=1, v_max=6):
+    # small V: duplicate ids, whose contributions must accumulate, are the common case
+    args = draw(lookup_args(caps, v_min=v_min, v_max=v_max, finite=True, ids=ids))
+    shape = args["ids"].shape + args["table"].shape[1:]
+    args["upstream"] = draw(upstreams(args["table"].dtype.name, shape), label="upstream")
+    return args
+
+
+# --- grad.scatter_add -------------------------------------------------------------------
+
+@clause(
+    "grad.scatter_add",
+    "the gradient w.r.t. the table is a scatter-add of the upstream gradient: duplicate ids accumulate",
+    method="grad", oracle=lambda a, model, caps: training.grad(a["table"], a["ids"], a["upstream"], model),
+    suspects=GRAD_SUSPECTS,
+    tolerance=("rows hit by n > 1 ids: (n - 1) * eps/2 * sum|u| + eps/2 * |g| (summation in any order, in the "
+               "table's dtype); rows hit once or never: exact. Upstreams are multiples of 1/2, exact in every dtype."),
+)
+def grad_cases(caps):
+    return _with_upstream(caps)
+
+
+def _outside(id_dtype, v):
+    flavours = [st.sampled_from([v, v + 1]), st.integers(v, v + 9)]
+    if id_dtype.startswith("int"):
+        flavours += [st.integers(-v, -1), st.integers(-v - 3, -v - 1)]
+    return st.sampled_from(flavours).flatmap(lambda t: planted_ids(id_dtype, v, t))
+
+
+@clause(
+    "grad.out_of_range",
+    "an out-of-range id fails the gradient as it fails the lookup; where the forward pass accepts it (a declared model), its contribution lands exactly where the model's row came from, or nowhere",
+    method="grad", oracle=lambda a, model, caps: training.grad(a["table"], a["ids"], a["upstream"], model),
+    suspects=GRAD_SUSPECTS,
+    tolerance="as grad.scatter_add",
+)
+def grad_out_of_range_cases(caps):
+    return _with_upstream(caps, ids=_outside)
+
+
+# --- padding.row ----------------------------------------------------------------------
+
+@st.composite
+def _padded(draw, caps):
+    args = draw(_with_upstream(caps, v_min=1))
+    v = args["table"].shape[0]
+    p = draw(st.integers(-v, v - 1), label="padding_idx")
+    ids = args["ids"]
+    if ids.size:  # the padding id itself is looked up
+        ids.reshape(-1)[draw(st.integers(0, ids.size - 1), label="position")] = p % v
+    args["padding_idx"] = p
+    return args
+
+
+@clause(
+    "padding.row",
+    "with a padding id (negative values count from the end), the forward pass returns the stored row and its gradient is zero",
+    method="grad_padded",
+    oracle=lambda a, model, caps: training.grad_padded(a["table"], a["ids"], a["upstream"], a["padding_idx"], model),
+    tolerance="the gradient as grad.scatter_add; the forward rows bit-exact",
+)
+def padding_cases(caps):
+    return _padded(caps)
+
+
+# --- grad.scale_by_freq ----------------------------------------------------------------
+
+@clause(
+    "grad.scale_by_freq",
+    "with scale_grad_by_freq, each row's gradient is divided by how often its id occurs in the batch",
+    method="grad_scaled",
+    oracle=lambda a, model, caps: training.grad_scaled(a["table"], a["ids"], a["upstream"], model),
+    tolerance="as grad.scatter_add, plus eps * sum|u| for the division of each contribution",
+)
+def scale_by_freq_cases(caps):
+    return _with_upstream(caps)
+
+
+# --- max_norm -----------------------------------------------------------------------------
+
+@st.composite
+def _max_norm_cases(draw, caps, *, failing=False, optional_norm=False):
+    args = draw(lookup_args(caps, v_min=1, v_max=6, finite=True,
+                            ids=_outside if failing else in_range_ids,
+                            id_dtypes=tuple(d for d in caps.id_dtypes if d in ("int32", "int64")) or None))
+    table = args["table"]
+    if table.size and draw(st.booleans(), label="a non-finite row"):
+        r = draw(st.integers(0, table.shape[0] - 1), label="row")
+        table[r].reshape(-1)[0] = draw(st.sampled_from([np.inf, -np.inf, np.nan]), label="value")
+    m = draw(st.sampled_from([0.5, 1.0, 2.5, 7.0]), label="max_norm")
+    args["max_norm"] = None if optional_norm and draw(st.booleans(), label="no max_norm") else m
+    return args
+
+
+def _max_norm_oracle(a, model, caps):
+    out, after = training.lookup_with_state(a["table"], a["ids"], a["max_norm"], model)
+    lookup_model = [m for m in model if m not in training.MODELS]
+    untouched = (oracle.lookup(a["table"], a["ids"], lookup_model), a["table"])
+    rtol = training.max_norm_tolerance(a["table"])
+    bounded = []
+    for value, before in zip((out, after), untouched):
+        if isinstance(value, np.ndarray):
+            # elements left alone must be bit-exact; rescaled ones within the formula's rounding
+            v64 = value.astype(np.float64)
+            changed = ~((v64 == before.astype(np.float64)) | (np.isnan(v64) & np.isnan(before.astype(np.float64))))
+            value = training.bounded(value, np.where(changed, rtol * np.abs(v64), 0.0))
+        bounded.append(value)
+    return tuple(bounded)
+
+
+@clause(
+    "max_norm.output",
+    "with max_norm m, a looked-up row whose L2 norm exceeds m comes back with norm m, the others unchanged (bit for bit); a row holding NaN or an infinity comes back unchanged",
+    method="lookup_with_state", oracle=_max_norm_oracle, compare=assertions.part(0),
+    suspects=(("renorm_torch",), ("clip_by_norm_tf",), ("renorm_torch", "renorm_in_place")),
+    tolerance=("relative (D + 3) * eps of the table's dtype on rescaled rows: the norm sums D squares, then a "
+               "square root, a division and a product, each rounding once; unchanged rows exact"),
+)
+def max_norm_output_cases(caps):
+    return _max_norm_cases(caps)
+
+
+@clause(
+    "max_norm.side_effect",
+    "a lookup never changes its table, with max_norm too",
+    method="lookup_with_state", oracle=_max_norm_oracle, compare=assertions.part(1),
+    suspects=(("renorm_torch", "renorm_in_place"),),
+    tolerance="as max_norm.output, for rows a model rewrites; every other row bit-exact",
+)
+def max_norm_side_effect_cases(caps):
+    return _max_norm_cases(caps)
+
+
+@clause(
+    "lookup.atomic",
+    "a failing lookup (an out-of-range id) leaves the table exactly as it was, with and without max_norm",
+    method="lookup_with_state", oracle=lambda a, model, caps: training.lookup_with_state(a["table"], a["ids"], a["max_norm"], model),
+    suspects=(("renorm_torch", "renorm_in_place"),),
+)
+def atomic_cases(caps):
+    return _max_norm_cases(caps, failing=True, optional_norm=True)
+
+
+# --- mask.zero -------------------------------------------------------------------------
+
+@clause(
+    "mask.zero",
+    "with mask_zero, the mask is ids != 0 and the rows are still looked up unchanged",
+    method="lookup_mask_zero",
+    oracle=lambda a, model, caps: (oracle.lookup(a["table"], a["ids"], model), np.asarray(np.asarray(a["ids"]) != 0)),
+)
+def mask_zero_cases(caps):
+    return lookup_args(caps, v_min=1)
+
+
+# --- onehot.equivalence -----------------------------------------------------------------
+
+def _onehot_oracle(a, model, caps):
+    if model:
+        return oracle.lookup(a["table"], a["ids"], model)
+    if a["ids"].dtype.name not in caps.id_dtypes:
+        raise InvalidIds(f"{a['ids'].dtype} ids")
+    return oracle.one_hot_product(a["table"], a["ids"])
+
+
+@st.composite
+def _finite_tables(draw, caps):
+    args = draw(lookup_args(caps, v_min=1))
+    t = args["table"]
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(t.astype(np.float64))
+    args["table"] = np.where(finite, t, np.zeros((), t.dtype)).astype(t.dtype)  # -0.0 and subnormals stay
+    return args
+
+
+@clause(
+    "onehot.equivalence",
+    "on a finite table the lookup equals one_hot(ids) @ table, as numbers (-0.0 == +0.0: that product turns -0.0 into +0.0, E6)",
+    method="lookup", oracle=_onehot_oracle, compare=assertions.same_values, suspects=SUSPECTS,
+)
+def onehot_cases(caps):
+    return _finite_tables(caps)
+
+
+def test_clause(check):
+    check.run()
