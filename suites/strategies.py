@@ -57,21 +57,60 @@ def special_bits(dtype_name: str) -> tuple[int, ...]:
     return tuple(patterns)
 
 
-def float_bits(dtype_name: str) -> st.SearchStrategy[int]:
-    width = 1 + sum(_LAYOUT[dtype_name])
-    return st.one_of(st.sampled_from(special_bits(dtype_name)), st.integers(0, (1 << width) - 1))
+@lru_cache(maxsize=None)
+def _raw(nbytes: int) -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=nbytes, max_size=nbytes)
 
 
-def tables_of(dtype_name: str, shape: tuple[int, ...], *, finite: bool = False) -> st.SearchStrategy[np.ndarray]:
-    """A table of the given dtype and shape. ``finite`` draws small integers-valued
-    floats, exact in every dtype (for clauses whose oracle does arithmetic)."""
+_SPECIAL_COUNT = st.integers(0, 4)
+
+
+@lru_cache(maxsize=None)
+def ints(lo: int, hi: int) -> st.SearchStrategy[int]:
+    """st.integers, built once per range (building and validating a strategy costs
+    more than drawing from it)."""
+    return st.integers(lo, hi)
+
+
+@lru_cache(maxsize=None)
+def choice(options: tuple) -> st.SearchStrategy:
+    return st.sampled_from(options)
+
+
+@st.composite
+def _bit_tables(draw, dtype_name: str, shape: tuple[int, ...]):
+    # one draw of raw bytes for the whole table (cheap, shrinks to +0.0), then a
+    # few special bit patterns planted at drawn positions
     dtype = np_dtype(dtype_name)
+    bits_dtype = np.dtype(f"u{dtype.itemsize}")
+    n = int(np.prod(shape, dtype=np.int64))
+    bits = np.frombuffer(draw(_raw(n * dtype.itemsize)), dtype=bits_dtype).copy()
+    if n:
+        for _ in range(draw(_SPECIAL_COUNT)):
+            bits[draw(ints(0, n - 1))] = draw(choice(special_bits(dtype_name)))
+    return bits.view(dtype).reshape(shape)
+
+
+@st.composite
+def _small_int_arrays(draw, shape: tuple[int, ...], lo: int, hi: int):
+    """Integers in [lo, hi] from one draw of bytes (shrinks towards lo)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = np.frombuffer(draw(_raw(n)), dtype=np.uint8).astype(np.int64)
+    return (lo + raw % (hi - lo + 1)).reshape(shape)
+
+
+@lru_cache(maxsize=4096)
+def tables_of(dtype_name: str, shape: tuple[int, ...], *, finite: bool = False) -> st.SearchStrategy[np.ndarray]:
+    """A table of the given dtype and shape: any bit pattern, special values
+    favoured; or, ``finite``, small integer values, exact in every dtype (for
+    clauses whose oracle does arithmetic)."""
     if finite:
-        return hnp.arrays(np.int8, shape, elements=st.integers(-8, 8)).map(lambda a: a.astype(dtype))
-    bits = np.dtype(f"u{dtype.itemsize}")
-    return hnp.arrays(bits, shape, elements=float_bits(dtype_name)).map(lambda a: a.view(dtype))
+        dtype = np_dtype(dtype_name)
+        return _small_int_arrays(shape, -8, 8).map(lambda a: a.astype(dtype))
+    return _bit_tables(dtype_name, shape)
 
 
+@lru_cache(maxsize=None)
 def row_shapes(caps: Capabilities, *, min_side: int = 1) -> st.SearchStrategy[tuple[int, ...]]:
     ndims = sorted(caps.table_ndims)
     return st.sampled_from(ndims).flatmap(
@@ -84,12 +123,6 @@ def table_dtype_names(caps: Capabilities) -> st.SearchStrategy[str]:
     return st.sampled_from(caps.table_dtypes)
 
 
-def id_shapes(*, min_size: int = 0, max_dims: int = 4) -> st.SearchStrategy[tuple[int, ...]]:
-    """Rank 0..4 with zero-size dimensions, or at least ``min_size`` elements."""
-    shapes = hnp.array_shapes(min_dims=0, max_dims=max_dims, min_side=0 if min_size == 0 else 1, max_side=MAX_SIDE)
-    return shapes
-
-
 # --- ids --------------------------------------------------------------------------
 
 def dtype_range(name: str) -> tuple[int, int]:
@@ -97,25 +130,58 @@ def dtype_range(name: str) -> tuple[int, int]:
     return int(info.min), int(info.max)
 
 
+@lru_cache(maxsize=None)
 def valid_ids(v: int) -> st.SearchStrategy[int]:
-    """Ids in [0, V), the boundaries 0 and V-1 favoured. Needs V >= 1."""
+    """One id in [0, V), the boundaries 0 and V-1 favoured. Needs V >= 1."""
     return st.one_of(st.sampled_from(sorted({0, v - 1})), st.integers(0, v - 1))
 
 
 def ids_array(dtype_name: str, shape: tuple[int, ...], elements: st.SearchStrategy[int]) -> st.SearchStrategy[np.ndarray]:
-    dtype = np.dtype(dtype_name)
-    return hnp.arrays(dtype, shape, elements=elements)
+    """Ids drawn element by element: for small arrays of arbitrary values."""
+    return hnp.arrays(np.dtype(dtype_name), shape, elements=elements)
+
+
+@st.composite
+def _valid_array(draw, dtype_name: str, shape: tuple[int, ...], v: int):
+    # one draw of bytes gives every id; then the boundaries 0 and V-1 planted
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = np.frombuffer(draw(_raw(2 * n)), dtype=np.uint16).astype(np.int64) % v
+    if n:
+        for _ in range(draw(ints(0, 2))):
+            raw[draw(ints(0, n - 1))] = draw(choice(tuple(sorted({0, v - 1}))))
+    return raw.reshape(shape).astype(dtype_name)
+
+
+_ID_SHAPES = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=MAX_SIDE)
+_NONEMPTY_SHAPES = {d: hnp.array_shapes(min_dims=d, max_dims=4, min_side=1, max_side=MAX_SIDE) for d in range(5)}
+
+
+@st.composite
+def _zero_size_shape(draw):
+    shape = list(draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=MAX_SIDE)))
+    shape[draw(ints(0, len(shape) - 1))] = 0
+    return tuple(shape)
+
+
+@lru_cache(maxsize=None)
+def in_range_ids(id_dtype: str, v: int) -> st.SearchStrategy[np.ndarray]:
+    """Valid ids of any rank 0..4; zero-size shapes included (the only ones when V == 0)."""
+    if v == 0:
+        return _zero_size_shape().map(lambda s: np.zeros(s, dtype=id_dtype))
+    return _ID_SHAPES.flatmap(lambda s: _valid_array(id_dtype, s, v))
 
 
 @st.composite
 def planted_ids(draw, dtype_name: str, v: int, targets: st.SearchStrategy[int], *, min_dims: int = 0):
     """An ids array holding at least one id drawn from ``targets`` (the inputs a
-    clause is about), the rest valid ids or further targets."""
-    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=4, min_side=1, max_side=MAX_SIDE), label="ids.shape")
-    others = st.one_of(valid_ids(v), targets) if v > 0 else targets
-    ids = draw(ids_array(dtype_name, shape, others), label="ids")
-    pos = draw(st.integers(0, ids.size - 1), label="planted position")
-    ids.reshape(-1)[pos] = draw(targets, label="planted id")
+    clause is about), the rest valid ids."""
+    shape = draw(_NONEMPTY_SHAPES[min_dims], label="ids.shape")
+    if v > 0:
+        ids = draw(_valid_array(dtype_name, shape, v), label="ids")
+    else:  # nothing is valid: every id is a target
+        ids = np.full(shape, draw(targets), dtype=dtype_name)
+    for _ in range(draw(ints(1, 3), label="planted count")):
+        ids.reshape(-1)[draw(ints(0, ids.size - 1), label="planted position")] = draw(targets, label="planted id")
     return ids
 
 
@@ -123,7 +189,7 @@ def upstreams(dtype_name: str, shape: tuple[int, ...]) -> st.SearchStrategy[np.n
     """Upstream gradients: small integers and halves, exact in every float dtype,
     so the only rounding in a scatter-add is the accumulation itself."""
     dtype = np_dtype(dtype_name)
-    return hnp.arrays(np.int8, shape, elements=st.integers(-16, 16)).map(lambda a: (a / 2).astype(dtype))
+    return _small_int_arrays(shape, -16, 16).map(lambda a: (a / 2).astype(dtype))
 
 
 SIGNED = tuple(d for d in INT_DTYPES if d.startswith("int"))
@@ -131,25 +197,17 @@ SIGNED = tuple(d for d in INT_DTYPES if d.startswith("int"))
 
 # --- whole lookup cases -----------------------------------------------------------
 
-def in_range_ids(id_dtype: str, v: int) -> st.SearchStrategy[np.ndarray]:
-    """Valid ids of any rank 0..4; zero-size shapes included (the only ones when V == 0)."""
-    if v == 0:
-        shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=MAX_SIDE).filter(lambda s: 0 in s)
-        return shapes.map(lambda s: np.zeros(s, dtype=id_dtype))
-    return id_shapes().flatmap(lambda s: ids_array(id_dtype, s, valid_ids(v)))
-
-
 @st.composite
 def lookup_args(draw, caps: Capabilities, *, ids=in_range_ids, v_min: int = 0, v_max: int = MAX_V,
                 id_dtypes: tuple[str, ...] | None = None, table_dtypes: tuple[str, ...] | None = None,
                 row_min_side: int = 1, finite: bool = False):
     """``{"table": ..., "ids": ...}``; ``ids(id_dtype, V)`` is the clause's aim."""
-    dtype = draw(st.sampled_from(table_dtypes or caps.table_dtypes), label="table dtype")
+    dtype = draw(choice(tuple(table_dtypes or caps.table_dtypes)), label="table dtype")
     v_min = max(v_min, caps.min_rows)
-    v = draw(st.integers(v_min, max(v_max, v_min)), label="V")
+    v = draw(ints(v_min, max(v_max, v_min)), label="V")
     row = draw(row_shapes(caps, min_side=row_min_side), label="row shape")
     table = draw(tables_of(dtype, (v, *row), finite=finite), label="table")
-    id_dtype = draw(st.sampled_from(id_dtypes or caps.id_dtypes), label="ids dtype")
+    id_dtype = draw(choice(tuple(id_dtypes or caps.id_dtypes)), label="ids dtype")
     return {"table": table, "ids": draw(ids(id_dtype, v), label="ids")}
 
 
