@@ -173,8 +173,24 @@ def _evidence(adapter: Any, clause: Clause, found: Counterexample) -> dict[str, 
         "example": example_source(found.inputs),
         "expected": found.expected.describe(),
         "actual": found.actual.describe(),
+        "observed": observed(found.actual),
         "snippet": snippet,
     }
+
+
+def observed(outcome: Outcome) -> dict[str, Any]:
+    """What came back, machine-readable, so a snippet's run can be compared to it:
+    the failure kind, or the first array's dtype, shape and bytes."""
+    if outcome.crash:
+        return {"crash": outcome.crash}
+    if outcome.failure:
+        return {"failure": outcome.failure}
+    value = outcome.value[0] if isinstance(outcome.value, tuple) else outcome.value
+    if isinstance(value, LookupFailure):
+        return {"failure": value.kind}
+    if value.nbytes > 65536:
+        return {"dtype": value.dtype.name, "shape": list(value.shape)}
+    return {"dtype": value.dtype.name, "shape": list(value.shape), "hex": value.tobytes().hex()}
 
 
 def _against_model(adapter, clause, search: Search, strategy, found: Counterexample, divergence) -> dict[str, Any]:

@@ -1,0 +1,180 @@
+"""The suite's own edges: bad input gets a one-line error naming the valid
+choices; a broken adapter costs only its own checks."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from adapters import registry
+from suites.hosts import Job, WorkerHost
+from tests.runner import ROOT, by_check, run_suite
+
+FAST = ["--adapters=numpy", "-k", "ids.negative or shape.output"]
+
+
+def _errors(proc) -> list[str]:
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("ERROR")]
+
+
+def test_unknown_adapter_is_a_one_line_error_naming_the_valid_ones(tmp_path):
+    proc, records = run_suite("--adapters=nosuch", report_dir=tmp_path)
+    assert proc.returncode != 0
+    lines = _errors(proc)
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    assert "unknown adapter 'nosuch'" in lines[0] and "torch.nn.Embedding" in lines[0] and "numpy" in lines[0]
+    assert not records
+
+
+def test_a_bad_run_keeps_the_last_report(tmp_path):
+    run_suite(*FAST, report_dir=tmp_path)
+    before = (tmp_path / "results.jsonl").read_text()
+    run_suite("--adapters=nosuch", report_dir=tmp_path)
+    assert (tmp_path / "results.jsonl").read_text() == before
+
+
+def test_adapter_spec_without_module_is_a_usage_error(tmp_path):
+    proc, _ = run_suite("--adapter=no_such_module_abc:Thing", report_dir=tmp_path)
+    assert proc.returncode != 0 and len(_errors(proc)) == 1
+    assert "no module named 'no_such_module_abc'" in _errors(proc)[0]
+
+
+def test_factory_that_raises_is_an_error_and_the_run_goes_on(tmp_path):
+    proc, records = run_suite(*FAST, "--adapter=tests.planted.edges:factory_that_raises", report_dir=tmp_path)
+    checks = by_check(records)
+    broken = [r for (a, _), r in checks.items() if a.endswith("factory_that_raises")]
+    assert broken and all(r["status"] == "error" and "cannot open the device" in r["reason"] for r in broken)
+    assert checks[("numpy", "ids.negative")]["status"] == "conforms"
+    assert proc.returncode == 1
+
+
+def test_unclassified_exception_counts_against_the_adapter(tmp_path):
+    _, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.edges:RaisesUnclassified",
+                           report_dir=tmp_path)
+    rec = by_check(records)[("edge.unclassified", "ids.negative")]
+    assert rec["status"] == "violates" and "RuntimeError: kernel failed" in rec["actual"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("[[divergence]]\nadapter = 'numpy'\n", "missing clause, model, versions, reference"),
+    ("[[divergence]\n", "not valid TOML"),
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negativ'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n",
+     "unknown clause 'ids.negativ'; valid clauses:"),
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap']\nversions={numpy='>=1'}\nreference='x'\n",
+     "unknown behaviour model 'wrap'; known models:"),
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='two'}\nreference='x'\n",
+     "is not a version specifier"),
+])
+def test_malformed_expectations_file_is_a_one_line_error(tmp_path, content, problem):
+    bad = tmp_path / "mine.toml"
+    bad.write_text(content)
+    proc, records = run_suite(*FAST, f"--expectations={bad}", report_dir=tmp_path / "out")
+    lines = _errors(proc)
+    assert proc.returncode != 0 and len(lines) == 1, proc.stdout + proc.stderr
+    assert str(bad) in lines[0] and problem in lines[0]
+    assert not records
+
+
+def test_declared_divergence_that_no_longer_holds_is_stale(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text(textwrap.dedent("""
+        [[divergence]]
+        adapter = "numpy"
+        clause = "ids.negative"
+        model = ["wrap_negative"]
+        versions = { numpy = ">=1.0" }
+        reference = "https://example.org/not-a-real-bug"
+    """))
+    proc, records = run_suite(*FAST, f"--expectations={mine}", report_dir=tmp_path / "out")
+    rec = by_check(records)[("numpy", "ids.negative")]
+    assert rec["status"] == "stale" and "no longer holds" in rec["detail"]
+    assert rec["divergence"]["model"] == ["wrap_negative"]
+    assert proc.returncode == 1
+
+
+def test_declared_divergence_outside_its_versions_does_not_apply(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text(textwrap.dedent("""
+        [[divergence]]
+        adapter = "planted.WrapsNegativeIds"
+        clause = "ids.negative"
+        model = ["wrap_negative"]
+        versions = { numpy = "<1.0" }
+        reference = "https://example.org/old-numpy"
+    """))
+    _, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.faults:WrapsNegativeIds",
+                           f"--expectations={mine}", report_dir=tmp_path / "out")
+    assert by_check(records)[("planted.WrapsNegativeIds", "ids.negative")]["status"] == "violates"
+
+
+def test_declared_divergence_that_holds_diverges(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text(textwrap.dedent("""
+        [[divergence]]
+        adapter = "planted.WrapsNegativeIds"
+        clause = "ids.negative"
+        model = ["wrap_negative"]
+        versions = { numpy = ">=1.0" }
+        reference = "https://example.org/wraps"
+    """))
+    _, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.faults:WrapsNegativeIds",
+                           f"--expectations={mine}", report_dir=tmp_path / "out")
+    assert by_check(records)[("planted.WrapsNegativeIds", "ids.negative")]["status"] == "diverges"
+
+
+def test_a_framework_that_is_not_installed_is_unavailable(tmp_path):
+    proc, records = run_suite(*FAST, "--adapter=tests.planted.needs_missing_framework:Adapter", report_dir=tmp_path)
+    missing = [r for r in records if r["adapter"].startswith("tests.planted.needs_missing_framework")]
+    assert missing and all(r["status"] == "unavailable" and "not_an_installed_framework_xyz" in r["reason"]
+                           for r in missing)
+    assert proc.returncode == 0
+
+
+def test_builtin_with_missing_framework_names_what_to_install():
+    b = registry.Builtin("x.y", "adapters.numpy_adapter:NumpyAdapter", ("not_an_installed_framework_xyz",),
+                         ("not-an-installed-framework-xyz",), "x")
+    assert "pip install not-an-installed-framework-xyz" in b.missing()
+
+
+def test_numpy_only_run_imports_no_framework(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys, pytest
+        code = pytest.main(["suites", "-q", "-p", "no:cacheprovider", "--adapters=numpy", "-k", "shape",
+                            "--report-dir={tmp_path}"])
+        loaded = [m for m in ("torch", "tensorflow", "keras", "jax", "flax", "tf_keras") if m in sys.modules]
+        print("LOADED", loaded)
+        sys.exit(code)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "LOADED []" in proc.stdout
+
+
+# --- a framework that crashes or hangs costs only its own checks ------------------------------
+
+def _job():
+    return Job("shape.output", "ci", None, None)
+
+
+def test_a_crashing_worker_is_an_error_and_the_next_check_runs():
+    host = WorkerHost("edge", {}, timeout=120)
+    try:
+        rec = host.run_spec("tests.planted.edges:Crashes", _job())
+        assert rec["status"] == "error" and "died (exit code 3)" in rec["reason"]
+        rec = host.run_spec("tests.planted.edges:Correct", _job())
+        assert rec["status"] == "conforms"
+    finally:
+        host.close()
+
+
+def test_a_hanging_worker_is_stopped_and_the_next_check_runs():
+    host = WorkerHost("edge", {}, timeout=5)
+    try:
+        rec = host.run_spec("tests.planted.edges:Hangs", _job())
+        assert rec["status"] == "error" and "did not answer within 5 s" in rec["reason"]
+        rec = host.run_spec("tests.planted.edges:Correct", _job())
+        assert rec["status"] == "conforms"
+    finally:
+        host.close()
