@@ -64,7 +64,7 @@ def _load_file(path: Path) -> list[dict[str, Any]]:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ExpectationsError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
-    entries = data.get("divergence") if isinstance(data, dict) else None
+    entries = data.get("divergence", []) if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ExpectationsError(f"{path}: expected a list of [[divergence]] tables (keys: {', '.join(REQUIRED)}, note)")
     return entries
