@@ -83,13 +83,23 @@ class Search:
         self.adapter, self.clause, self.cfg, self.seed = adapter, clause, cfg, seed
         self.examples = 0
         self.caps = capabilities_of(adapter)
+        # where the time goes: the adapter's call, and the oracle plus comparison;
+        # the rest of a search is generating examples (and hypothesis itself)
+        self.t_call = self.t_check = 0.0
+        self.ids = 0
 
     def run(self, strategy, model: Sequence[str]) -> Counterexample | None:
         def probe(args):
             self.examples += 1
+            ids = args.get("ids")
+            self.ids += ids.size if isinstance(ids, np.ndarray) else 0
+            t0 = time.perf_counter()
             actual = observe(self.adapter, self.clause, args)
+            t1 = time.perf_counter()
             expected = expected_outcome(self.clause, args, model, self.caps)
             problem = self.clause.compare(expected, actual)
+            self.t_check += time.perf_counter() - t1
+            self.t_call += t1 - t0
             if problem:
                 raise Counterexample(args, expected, actual, problem)
 
@@ -158,6 +168,7 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
         rec.update(status="error", reason=f"suite error {type(exc).__name__}: {exc}", detail=tb[-1500:])
     rec["examples"] = search.examples
     rec["seconds"] = round(time.perf_counter() - start, 4)
+    rec["timing"] = {"call": round(search.t_call, 4), "check": round(search.t_check, 4), "ids": search.ids}
     return rec
 
 
