@@ -49,6 +49,9 @@ _MESSAGES: tuple[tuple[str, type[LookupFailure]], ...] = (
     ("Padding_idx must be within num_embeddings", OutOfRange),
     # index dtype other than int32 / int64 (float, bool, int8, uint64, ...)
     ("'indices' to have one of the following scalar types", InvalidIds),
+    # sparse=True with padding_idx: the sparse backward indexes 0-d ids as if they
+    # had a dimension and fails on valid input (a framework failure, no contract kind)
+    ("too many indices for tensor of dimension 0", LookupFailure),
     # weight rank
     ("'weight' must be 2-D", InvalidTable),
     ("Embeddings parameter is expected to be 2-dimensional", InvalidTable),
@@ -246,7 +249,8 @@ class TorchEmbedding:
             lines += call + ["out.backward(to_torch(upstream))"]
             if op == "grad_padded":
                 lines.append("show('out', out)")
-            lines.append("show('grad', held.grad)")
+            # torch leaves .grad unset when nothing flowed back (no ids); that is a zero gradient
+            lines.append("show('grad', held.grad if held.grad is not None else torch.zeros_like(held))")
         return "\n".join(lines) + "\n"
 
     # -- shared autograd plumbing -----------------------------------------------------
@@ -262,11 +266,15 @@ class TorchEmbedding:
         return _to_numpy(out), _to_numpy(g)
 
 
-class _PaddingAndScale:
-    """grad_padded / grad_scaled: the nn.Embedding options that shape the gradient."""
+class _Padded:
+    """grad_padded: nn.Embedding(padding_idx=...), whose row gets no gradient."""
 
     def grad_padded(self, table, ids, upstream, padding_idx):
         return self._grad(table, ids, upstream, padding_idx=int(padding_idx))
+
+
+class _Scaled:
+    """grad_scaled: nn.Embedding(scale_grad_by_freq=True)."""
 
     def grad_scaled(self, table, ids, upstream):
         return self._grad(table, ids, upstream, scale_grad_by_freq=True)[1]
@@ -296,24 +304,25 @@ class NNEmbedding(TorchEmbedding):
         ]
 
 
-class NNEmbeddingDense(_PaddingAndScale, NNEmbedding):
-    capabilities = TorchEmbedding.capabilities.narrowed(notes=_BASE_NOTES + (
-        "lookup_with_state: nn.Embedding(max_norm=...) renormalises the looked-up rows of its weight "
-        "in place (embedding_renorm_), before the lookup itself",
-    ))
+_MODULE_STATE_NOTE = (
+    "lookup_with_state: nn.Embedding.from_pretrained(table, freeze=False, max_norm=...) renormalises "
+    "the looked-up rows of its weight in place (embedding_renorm_), before the lookup itself"
+)
 
 
-class NNEmbeddingSparse(NNEmbedding):
+class NNEmbeddingDense(_Padded, _Scaled, NNEmbedding):
+    capabilities = TorchEmbedding.capabilities.narrowed(notes=_BASE_NOTES + (_MODULE_STATE_NOTE,))
+
+
+class NNEmbeddingSparse(_Padded, NNEmbedding):
     name = "torch.nn.Embedding[sparse]"
     sparse = True
     capabilities = TorchEmbedding.capabilities.narrowed(notes=_BASE_NOTES + (
+        _MODULE_STATE_NOTE,
         "sparse=True: the weight gradient is a sparse COO tensor, densified with torch's to_dense()",
         "grad_scaled not applicable: torch raises 'embedding_backward: scale_grad_by_freq not "
         "supported with sparse gradients'",
     ))
-
-    def grad_padded(self, table, ids, upstream, padding_idx):
-        return self._grad(table, ids, upstream, padding_idx=int(padding_idx))
 
 
 # --- torch.nn.functional.embedding ---------------------------------------------------

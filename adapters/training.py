@@ -15,7 +15,13 @@ Models (steps next to the lookup's own):
   and rows with a NaN norm are left alone (torch's embedding_renorm_);
 - ``clip_by_norm_tf``: rows come back as row * m / max(norm, m) (tf.clip_by_norm:
   a NaN or infinite norm poisons the whole row);
-- ``renorm_in_place``: the lookup writes the renormalised rows into its table.
+- ``renorm_in_place``: the lookup writes the renormalised rows into its table;
+- ``renorm_before_check``: with max_norm, rows are renormalised (in place) before
+  the ids are checked: the sorted unique ids are taken in order, ids in [-V, -1]
+  wrapping to id + V, until the first invalid one; then the lookup fails, leaving
+  the rows renormalised so far (torch's embedding_renorm_ runs before the gather);
+- ``scalar_ids_fail_backward``: the backward pass fails (a framework failure) for
+  0-d ids (torch's sparse gradient with padding_idx).
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ import numpy as np
 from . import oracle
 from .contract import LookupFailure, OutOfRange
 
-MODELS = ("drop_clipped_grad", "renorm_torch", "clip_by_norm_tf", "renorm_in_place")
+MODELS = ("drop_clipped_grad", "renorm_torch", "clip_by_norm_tf", "renorm_in_place", "renorm_before_check",
+          "scalar_ids_fail_backward")
 
 
 class Bounded(np.ndarray):
@@ -90,6 +97,8 @@ def grad_padded(table, ids, upstream, padding_idx, model=()):
     v = table.shape[0]
     if not -v <= padding_idx < v:
         raise OutOfRange(f"padding_idx {padding_idx} is outside [-{v}, {v})")
+    if "scalar_ids_fail_backward" in model and np.ndim(ids) == 0:
+        raise LookupFailure("the backward pass fails for 0-d ids")
     out = oracle.lookup(table, ids, [m for m in model if m not in MODELS])
     g = grad(table, ids, upstream, model)
     p = padding_idx % v
@@ -160,6 +169,13 @@ def lookup_with_state(table, ids, max_norm=None, model=()):
     try:
         _, _, plan = oracle.resolve(table, ids, lookup_model)
     except LookupFailure as failure:
+        if max_norm is not None and "renorm_before_check" in model and np.asarray(ids).dtype.kind in "iu":
+            v = table.shape[0]
+            for i in np.unique(oracle._as_int_ids(np.asarray(ids)).reshape(-1)):
+                if not -v <= i < v:
+                    break
+                r = int(i) % v
+                after[r] = renormed(after[r:r + 1], max_norm, formula)[0]
         return failure, after
     out = oracle.lookup(table, ids, lookup_model)
     if max_norm is None:
