@@ -153,7 +153,8 @@ FINISHERS = {
     "empty_table_returns_table": _empty_table_returns_table,
 }
 
-MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows")
+MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows",
+                                                                            "xla_empty_table_zero_slice")
 
 
 def check_model(model: Model) -> None:
@@ -208,6 +209,11 @@ def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.nd
     """``out[k] == table[ids[k]]`` bit for bit, under ``model`` (the contract by default)."""
     if "one_hot_matmul" in model:
         return one_hot_matmul(*_transformed(table, ids, model))
+    if "xla_empty_table_zero_slice" in model and table.shape[0] == 0 and np.size(ids):
+        # XLA's gather from an empty operand yields zeros of one row's shape, the
+        # ids' dimensions dropped
+        _transformed(table, ids, model)
+        return np.zeros(table.shape[1:], dtype=table.dtype)
     if "unchecked_empty_rows" in model and 0 in table.shape[1:]:
         # rows with no elements: a kernel whose bounds check sits in the loop over
         # row elements never runs it, so any id gives the (empty) row

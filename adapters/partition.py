@@ -18,12 +18,22 @@ from typing import Sequence
 import numpy as np
 
 from . import oracle
-from .contract import STRATEGIES, InvalidShards, OutOfRange
+from .contract import STRATEGIES, InvalidIds, InvalidShards, OutOfRange
 
 # route_by_total: accept any shard sizes; route every id by the canonical rule for
 #   N = sum of the sizes (as if the layout were canonical) and read the local row
 #   from the shard as it is; a local row past the end of its shard is out_of_range.
-MODELS = ("route_by_total",)
+# tf_partition_route: TensorFlow's _embedding_lookup_and_transform. One shard: a
+#   plain lookup on it. Otherwise, in the ids' dtype with floor division: 'mod'
+#   routes id to shard id % P, row id // P; 'div' with q, r = divmod(N, P) to
+#   p = max(id // (q + 1), (id - r) // q) (as int32, wrapping), row id % (q + 1)
+#   if p < r else (id - r) % q. Sizes are never checked; q == 0 under 'div' fails
+#   (integer division by zero: InvalidShards); a shard index outside [0, P) or a
+#   row past its shard's end is out_of_range; shards that disagree in row shape
+#   or dtype fail after routing (InvalidShards).
+# concat_shards: the plain lookup on the shards concatenated in order, sizes
+#   unchecked (an eager tf ShardedVariable converts itself to one tensor).
+MODELS = ("route_by_total", "tf_partition_route", "concat_shards")
 
 
 def canonical_sizes(n: int, p: int) -> list[int]:
@@ -88,6 +98,11 @@ def lookup_sharded(shards: Sequence[np.ndarray], ids: np.ndarray, strategy: str,
     """The sharded lookup under ``model`` (the contract by default); the plain
     lookup's models (wrap_negative, ...) apply to the logical ids."""
     lookup_model = [m for m in model if m not in MODELS]
+    if "tf_partition_route" in model:
+        return _tf_route(shards, ids, strategy, lookup_model)
+    if "concat_shards" in model:
+        _same_rows(shards)
+        return oracle.lookup(np.concatenate(shards), ids, lookup_model)
     if "route_by_total" not in model:
         validate(shards, strategy)
         return oracle.lookup(logical_table(shards, strategy), ids, lookup_model)
@@ -113,6 +128,50 @@ def _route_by_total(shards, ids, strategy, lookup_model) -> np.ndarray:
             raise OutOfRange(f"id routes to row {l} of shard {s}, which holds {shards[s].shape[0]} rows")
         flat[k] = shards[s][l]
     return out
+
+
+def _same_rows(shards) -> None:
+    first = shards[0]
+    if any(s.shape[1:] != first.shape[1:] or s.dtype != first.dtype for s in shards):
+        raise InvalidShards("shards disagree in row shape or dtype")
+
+
+def _tf_route(shards, ids, strategy, lookup_model) -> np.ndarray:
+    _check_strategy(strategy)
+    ids = np.asarray(ids)
+    p = len(shards)
+    if p == 1:
+        return oracle.lookup(shards[0], ids, lookup_model)
+    if ids.dtype.kind not in "iu":
+        raise InvalidIds(f"ids must be integers, got {ids.dtype}")
+    if ids.size == 0:
+        _same_rows(shards)
+        return np.empty(ids.shape + shards[0].shape[1:], dtype=shards[0].dtype)
+    sizes = [s.shape[0] for s in shards]
+    n = sum(sizes)
+    i = ids.astype(ids.dtype)
+    with np.errstate(over="ignore", divide="ignore"):
+        if strategy == "mod":
+            shard, local = i % p, i // p
+        else:
+            q, r = divmod(n, p)
+            if q == 0:
+                raise InvalidShards(f"'div' with fewer rows ({n}) than shards ({p}): integer division by zero")
+            big = np.maximum(i // (q + 1), (i - r) // q)
+            local = np.where(big < r, i % (q + 1), (i - r) % q)
+            shard = big.astype(np.int64).astype(np.int32)  # TF casts the partition index to int32
+    shard, local = shard.astype(np.int64).reshape(-1), local.astype(np.int64).reshape(-1)
+    for s_, l_ in zip(shard, local):
+        if not 0 <= s_ < p:
+            raise OutOfRange(f"id routes to shard {s_}, outside [0, {p})")
+        if not 0 <= l_ < sizes[s_]:
+            raise OutOfRange(f"id routes to row {l_} of shard {s_}, which holds {sizes[s_]} rows")
+    _same_rows(shards)
+    first = shards[0]
+    out = np.empty((shard.size, *first.shape[1:]), dtype=first.dtype)
+    for k, (s_, l_) in enumerate(zip(shard, local)):
+        out[k] = shards[s_][l_]
+    return out.reshape(ids.shape + first.shape[1:])
 
 
 def _check_strategy(strategy: str) -> None:

@@ -108,6 +108,8 @@ _SHARDS = (
     "must have the same dtype",  # ShardedVariable constructor
     "must have the same shapes except for the first axis",
     "Integer division by zero",  # 'div' routing with fewer rows than shards: rows per shard == 0
+    "Length of params is currently 0",  # an empty shard list
+    "should be a non-empty list",  # the same, ShardedVariable constructor
 )
 
 
@@ -133,8 +135,9 @@ def translate(exc: BaseException, ids_dtype: np.dtype | None, sharded: bool = Fa
 
 
 def to_numpy(tensor) -> np.ndarray:
-    # Tensor.numpy() copies the buffer; bfloat16 arrives as ml_dtypes.bfloat16
-    return tensor.numpy()
+    # Tensor.numpy() copies the buffer (bfloat16 arrives as ml_dtypes.bfloat16); a 0-d
+    # tensor comes back as a NumPy scalar, which np.asarray wraps without touching its bits
+    return np.asarray(tensor.numpy())
 
 
 # --- variants -------------------------------------------------------------------------
@@ -243,18 +246,22 @@ class TFEmbedding:
                 tape.watch(t)
                 loss = tf.reduce_sum(op(t, i) * up)
             # d loss / d table arrives as tf.IndexedSlices; TensorFlow densifies it
-            # (unsorted_segment_sum) when it is converted to a tensor
-            return tf.convert_to_tensor(tape.gradient(loss, t))
+            # (unsorted_segment_sum) when it is converted to a tensor. The loss is returned
+            # too, as a training step returns it: a graph that returned the gradient alone
+            # would prune the forward gather, and with it the check of the ids
+            return loss, tf.convert_to_tensor(tape.gradient(loss, t))
 
         key = ("grad", table.dtype, table.ndim, ids.dtype, ids.ndim, upstream.dtype)
         fn = self._compiled(key, grad_fn, [self._spec(table), self._spec(ids), self._spec(upstream)])
-        return self._run(lambda: to_numpy(fn(tf.constant(table), tf.constant(ids), tf.constant(upstream))), ids)
+        return self._run(lambda: to_numpy(fn(tf.constant(table), tf.constant(ids), tf.constant(upstream))[1]), ids)
 
     def lookup_with_state(self, table: np.ndarray, ids: np.ndarray, max_norm: float | None = None):
         tf = self.tf
         op = self._op()
         var = tf.Variable(table)
-        key = ("state", max_norm)
+        # the variable is an argument (its spec relaxed between calls): one function per
+        # rank signature, so that no trace is reused for a table of another rank
+        key = ("state", max_norm, table.dtype, table.ndim, ids.dtype, ids.ndim)
         fn = self._compiled(key, lambda v, i: op(v, i, max_norm=max_norm), None)
         try:
             out = self._run(lambda: to_numpy(fn(var, tf.constant(ids))), ids)
@@ -296,8 +303,7 @@ class TFEmbedding:
                 # the ShardedVariable is captured, as a model's variable is; passing it as an
                 # argument instead rebuilds it from a tuple of variables (see the report)
                 fn = entry["fns"][key] = tf.function(lambda i: tf.nn.embedding_lookup(sv, i),
-                                                     input_signature=[self._spec(ids)],
-                                                     jit_compile=self.variant.mode == "xla" or None)
+                                                     input_signature=[self._spec(ids)])
             return to_numpy(fn(tf.constant(ids)))
 
         return self._run(run, ids, sharded=True)
@@ -346,13 +352,14 @@ class TFEmbedding:
                 "    with tf.GradientTape() as tape:",
                 "        tape.watch(table)",
                 f"        loss = tf.reduce_sum({lookup}(table, ids) * upstream)",
-                "    # IndexedSlices -> dense tensor (TensorFlow's unsorted_segment_sum)",
-                "    return tf.convert_to_tensor(tape.gradient(loss, table))",
+                "    # IndexedSlices -> dense tensor (TensorFlow's unsorted_segment_sum); the loss is",
+                "    # returned too, as a training step does (else a graph prunes the forward gather)",
+                "    return loss, tf.convert_to_tensor(tape.gradient(loss, table))",
             ]
             if deco:
                 sig = f"input_signature=[{spec('table')}, {spec('ids')}, {spec('upstream')}]"
                 lines.append(f"grad = tf.function(grad, {_jit(v.mode)}{sig})")
-            lines.append("out = grad(tf.constant(table), tf.constant(ids), tf.constant(upstream))")
+            lines.append("loss, out = grad(tf.constant(table), tf.constant(ids), tf.constant(upstream))")
         elif op == "lookup_with_state" and v.training:
             state = True
             if "max_norm" not in args:
