@@ -90,19 +90,24 @@ BY_NAME = {b.name: b for b in BUILTINS}
 
 def select(spec: str | None) -> list[Builtin]:
     """Built-ins named by ``--adapters``: exact names, or prefixes selecting a family
-    (``keras``, ``tf``, ``torch.nn``, ``[xla]`` style suffixes too). ValueError names
-    the valid choices on an unknown one."""
+    (``keras``, ``tf``, ``torch.nn``, ``[xla]`` style suffixes too); a token starting
+    with ``-`` removes what it names (``torch,-[compile]``). ValueError names the
+    valid choices on an unknown one."""
     if not spec:
         return list(BUILTINS)
-    chosen: list[Builtin] = []
-    for token in (t.strip() for t in spec.split(",")):
-        if not token:
-            continue
-        hits = [b for b in BUILTINS if _matches(b.name, token)]
+    tokens = [t.strip() for t in spec.split(",") if t.strip()]
+    chosen: list[Builtin] = [] if any(not t.startswith("-") for t in tokens) else list(BUILTINS)
+    for token in tokens:
+        drop = token.startswith("-")
+        name = token[1:] if drop else token
+        hits = [b for b in BUILTINS if _matches(b.name, name)]
         if not hits:
             valid = ", ".join(b.name for b in BUILTINS)
-            raise ValueError(f"unknown adapter {token!r}; valid adapters (or a prefix of one): {valid}")
-        chosen += [b for b in hits if b not in chosen]
+            raise ValueError(f"unknown adapter {name!r}; valid adapters (or a prefix of one, '-' to exclude): {valid}")
+        if drop:
+            chosen = [b for b in chosen if b not in hits]
+        else:
+            chosen += [b for b in hits if b not in chosen]
     return chosen
 
 
