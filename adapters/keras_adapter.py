@@ -161,8 +161,8 @@ class _KerasBase:
         return a  # tensorflow and jax take NumPy (incl. ml_dtypes.bfloat16) bit-exactly
 
     def _to_numpy(self, x) -> np.ndarray:
-        if isinstance(x, np.ndarray):
-            return x
+        if isinstance(x, (np.ndarray, np.generic)):
+            return np.asarray(x)
         if self.backend == "torch":
             torch = self._torch
             x = x.detach().cpu()
@@ -170,9 +170,9 @@ class _KerasBase:
                 import ml_dtypes
 
                 return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-            return x.numpy()
-        if self.backend == "tensorflow":
-            return self._tf.convert_to_tensor(x).numpy()  # densifies IndexedSlices too
+            return np.asarray(x.numpy())
+        if self.backend == "tensorflow":  # convert_to_tensor densifies IndexedSlices
+            return np.asarray(self._tf.convert_to_tensor(x).numpy())  # 0-d: an array, not a scalar
         return np.asarray(x)  # jax: bfloat16 arrays come back as ml_dtypes.bfloat16
 
     # -- building and caching --------------------------------------------------------------

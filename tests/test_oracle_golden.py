@@ -195,3 +195,51 @@ def test_model_route_by_total():
     assert rows(partition.lookup_sharded(shards, np.array([0, 1, 2]), "div", ["route_by_total"])) == [0.0, 1.0, 10.0]
     with pytest.raises(OutOfRange):
         partition.lookup_sharded(shards, np.array([3]), "div", ["route_by_total"])
+
+
+# --- one_hot_matmul (tf_keras.layers.Embedding[one_hot]), hand-computed --------------------
+
+OH = ["cast_ids_to_int32", "one_hot_matmul"]
+
+
+def test_model_one_hot_matmul_zero_rows_signed_zeros_and_flushed_subnormals():
+    sub32 = np.array([1], dtype=np.uint32).view(F)[0]  # the smallest float32 subnormal
+    t = np.array([[1.0, -0.0], [2.0, sub32], [-3.0, 4.0]], dtype=F)
+    out = oracle.lookup(t, np.array([0, 1, 3, -1], dtype=np.int64), OH)
+    assert isinstance(out, oracle.AnyNaN) and out.dtype == F and out.shape == (4, 2)
+    # -0.0 and the subnormal come back +0.0; ids 3 and -1 are all-zero one-hot vectors
+    assert np.asarray(out).view(np.uint32).tolist() == [
+        [0x3F800000, 0], [0x40000000, 0], [0, 0], [0, 0]]
+
+
+def test_model_one_hot_matmul_keeps_float16_subnormals():
+    t = np.array([[1.0, 2.0**-24], [-0.0, 5.0]], dtype=np.float16)
+    out = oracle.lookup(t, np.array([[0], [1]], dtype=np.int32), OH)
+    assert out.shape == (2, 1, 2)
+    assert np.asarray(out).view(np.uint16).tolist() == [[[0x3C00, 0x0001]], [[0x0000, 0x4500]]]
+
+
+def test_model_one_hot_matmul_non_finite_columns_poison_every_row():
+    t = np.array([[1.0, np.inf], [2.0, 3.0], [np.nan, 6.0]], dtype=F)
+    out = np.asarray(oracle.lookup(t, np.array([1, 0, 7], dtype=np.int32), OH))
+    # column 0 holds a NaN (row 2): 0 * NaN is NaN for ids 1, 0 and 7 alike;
+    # column 1 holds +inf (row 0): id 0 gets 1 * inf = inf, the others 0 * inf = NaN
+    assert np.isnan(out[:, 0]).all()
+    assert np.isnan(out[0, 1]) and out[1, 1] == np.inf and np.isnan(out[2, 1])
+
+
+def test_model_one_hot_matmul_casts_ids_as_keras_does():
+    t = np.array([[10.0], [20.0], [30.0]], dtype=F)
+    rows = lambda ids: np.asarray(oracle.lookup(t, ids, OH)).ravel().tolist()
+    assert rows(np.array([1.7, -0.5, 2.0], dtype=np.float32)) == [20.0, 10.0, 30.0]  # truncated
+    assert rows(np.array([True, False])) == [20.0, 10.0]
+    assert rows(np.array([2**32 + 1], dtype=np.uint64)) == [20.0]  # uint64 wraps to int32
+    assert rows(np.array([2**32 + 1], dtype=np.int64)) == [0.0]  # int64 is not narrowed: out of range
+
+
+def test_model_one_hot_matmul_rejects_0d_ids():
+    # one_hot of a 0-d id is a vector; tf.matmul takes only operands of rank >= 2
+    with pytest.raises(InvalidIds):
+        oracle.lookup(np.ones((3, 2), dtype=F), np.array(1), OH)
+    out = oracle.lookup(np.ones((3, 2), dtype=F), np.zeros((2, 0), dtype=np.int8), OH)
+    assert out.shape == (2, 0, 2)
