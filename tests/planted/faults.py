@@ -41,7 +41,7 @@ class WrapsNegativeIds(Planted):
         wide = ids.astype(np.int64)
         if ((wide >= v) | (wide < -v)).any():
             raise OutOfRange("id outside [-V, V)")
-        return table[wide] if wide.size else oracle.lookup(table, ids)
+        return np.asarray(table[wide]) if wide.size else oracle.lookup(table, ids)
 
 
 class ClampsOutOfRange(Planted):
@@ -55,7 +55,7 @@ class ClampsOutOfRange(Planted):
         wide = ids.astype(np.int64)
         if (wide < 0).any():
             raise OutOfRange("negative id")
-        return table[np.minimum(wide, table.shape[0] - 1)]
+        return np.asarray(table[np.minimum(wide, table.shape[0] - 1)])
 
 
 class ZeroRowsOutOfRange(Planted):
@@ -88,7 +88,7 @@ class OffByOneBound(Planted):
         wide = ids.astype(np.int64)
         if ((wide > v) | (wide < 0)).any() or (v == 0 and wide.size):
             raise OutOfRange("id out of range")
-        return table[np.minimum(wide, v - 1)] if wide.size else oracle.lookup(table, ids)
+        return np.asarray(table[np.minimum(wide, v - 1)]) if wide.size else oracle.lookup(table, ids)
 
 
 class LastRowOffByOne(Planted):
