@@ -54,7 +54,6 @@ from .contract import (
 _BACKEND_DISTS = {"tensorflow": ("tensorflow",), "torch": ("torch",), "jax": ("jax", "jaxlib")}
 _SUFFIX = {"eager": "", "predict": "[predict]", "jit": "[jit]"}
 _CACHE_SIZE = 128  # built layers/models kept per adapter (LRU)
-_TORCH_RECOMPILE_LIMIT = 1024  # see KerasModel.__init__
 
 # What the backends raise, by what went wrong (messages, not types: tensorflow raises
 # InvalidArgumentError for many things, torch RuntimeError / IndexError).
@@ -295,32 +294,36 @@ class KerasModel(_KerasBase):
 
     VIAS = ("predict_on_batch", "predict")
 
-    def __init__(self, mode: str = "predict", via: str = "predict_on_batch") -> None:
+    def __init__(self, mode: str = "predict", via: str = "predict_on_batch",
+                 torch_recompile_limit: int | None = None) -> None:
         if mode not in ("predict", "jit"):
             raise ValueError(f"unknown mode {mode!r}; one of predict, jit")
         if via not in self.VIAS:
             raise ValueError(f"unknown via {via!r}; one of {', '.join(self.VIAS)}")
         self.mode, self.via = mode, via
         super().__init__()
-        if self.backend == "torch" and mode == "jit":
-            # torch.compile silently falls back to eager once one code object has been
-            # recompiled recompile_limit (default 8) times; Keras's predict step is one
-            # code object for every model, so without this most [jit] calls would
-            # measure eager torch. This process hosts only keras-torch adapters.
+        if self.backend == "torch" and mode == "jit" and torch_recompile_limit:
+            # torch.compile runs a frame eagerly once its code object has been recompiled
+            # recompile_limit times (default 8), and Keras's predict step is one code object
+            # for every model: by default only the first signatures of a process are
+            # compiled (as for any user). A higher limit compiles every signature, at about
+            # 2-4 s each on CPU (see /work/notes/keras.md).
             import torch._dynamo
 
             cfg = torch._dynamo.config
-            for knob in ("recompile_limit", "cache_size_limit"):
-                if hasattr(cfg, knob) and getattr(cfg, knob) < _TORCH_RECOMPILE_LIMIT:
-                    setattr(cfg, knob, _TORCH_RECOMPILE_LIMIT)
-            if getattr(cfg, "accumulated_recompile_limit", _TORCH_RECOMPILE_LIMIT) < _TORCH_RECOMPILE_LIMIT:
-                cfg.accumulated_recompile_limit = _TORCH_RECOMPILE_LIMIT
+            for knob in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit"):
+                if getattr(cfg, knob, torch_recompile_limit) < torch_recompile_limit:
+                    setattr(cfg, knob, torch_recompile_limit)
 
     def _mode_notes(self) -> list[str]:
         how = ("model.predict_on_batch(ids): the step model.predict runs, on one batch"
                if self.via == "predict_on_batch" else "model.predict(ids, verbose=0)")
-        return [f"keras.Model wrapping the layer, compile(jit_compile={self.mode == 'jit'}); "
-                f"{how}; lookup only (grad and mask_zero are clauses of the plain layer)"]
+        notes = [f"keras.Model wrapping the layer, compile(jit_compile={self.mode == 'jit'}); "
+                 f"{how}; lookup only (grad and mask_zero are clauses of the plain layer)"]
+        if self.backend == "torch" and self.mode == "jit":
+            notes.append("jit_compile=True is torch.compile on torch: once torch._dynamo's recompile_limit "
+                         "(8 by default) is reached in a process, new input signatures run eagerly, as for any user")
+        return notes
 
     def _build_model(self, layer):
         model = _wrap_model(self._keras, layer)

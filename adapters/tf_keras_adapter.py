@@ -8,7 +8,8 @@ Ids are handed to the layer as the NumPy array given. The layer itself casts eve
 id dtype other than int32/int64 to int32 (``tf.cast``: floats truncate toward zero,
 bool -> 0/1, uint32/uint64 wrap to int32) and then calls ``tf.nn.embedding_lookup``
 (CPU: ids outside [0, V) raise) or, for ``[one_hot]``, ``tf.matmul(tf.one_hot(ids,
-V), embeddings)`` (arithmetic: see suites/divergences/tf_keras.toml).
+V), embeddings)`` (arithmetic: see suites/divergences/tf_keras.toml; 0-d ids fail in
+MatMul, which takes only rank >= 2 operands: reported as InvalidIds).
 
 TensorFlow is imported lazily, with TF_CPP_MIN_LOG_LEVEL=3 set first.
 """
