@@ -60,7 +60,7 @@ def _rows_of(table, ids, model):
     if "clip" in model and "drop_clipped_grad" in model:
         wide = oracle._as_int_ids(ids2).reshape(-1)
         plan[(wide < 0) | (wide >= t.shape[0])] = -1
-    return plan
+    return plan, t
 
 
 def _scatter(table, rows, upstream, weights=None):
@@ -86,7 +86,7 @@ def _accumulation_atol(table, mags, counts):
 
 def grad(table: np.ndarray, ids: np.ndarray, upstream: np.ndarray, model: Sequence[str] = ()) -> Bounded:
     """Dense d sum(lookup(table, ids) * upstream) / d table, with its tolerance."""
-    rows = _rows_of(table, ids, model)
+    rows, table = _rows_of(table, ids, model)  # a model may change the table's dtype (x64_off)
     acc, mags, counts = _scatter(table, rows, upstream)
     return bounded(acc.astype(table.dtype), _accumulation_atol(table, mags, counts))
 
@@ -111,7 +111,7 @@ def grad_padded(table, ids, upstream, padding_idx, model=()):
 
 def grad_scaled(table, ids, upstream, model=()):
     """scale_grad_by_freq: each contribution divided by how often its id occurs."""
-    rows = _rows_of(table, ids, model)
+    rows, table = _rows_of(table, ids, model)
     counts = np.bincount(rows[rows >= 0], minlength=table.shape[0]) if (rows >= 0).any() else np.zeros(table.shape[0], int)
     weights = np.where(rows >= 0, 1.0 / np.maximum(counts[np.maximum(rows, 0)], 1), 0.0)
     acc, mags, n = _scatter(table, rows, upstream, weights)
