@@ -14,22 +14,24 @@ first imported), so each adapter's name is derived from ``keras.backend.backend(
 The predict step is driven with ``Model.predict_on_batch(ids)`` by default: it runs
 the very function ``Model.predict`` runs (``make_predict_function``: a
 ``tf.function``/XLA function, ``torch.compile``-d or ``jax.jit``-ted step) on one
-batch, without ``predict``'s data pipeline. Measured on this machine (4x3 float32
-table, 10 int32 ids, warm): ``model.predict`` takes 100-230 ms per call on
-tensorflow (tf.data pipeline set-up per call) against ~1 ms for
-``predict_on_batch``; and ``model.predict`` cannot take rank-0 ids (IndexError) or
-ids with zero rows (UnboundLocalError; on jax this also leaves the model's
-variables purged, so every later call fails), which hypothesis would shrink every
-counterexample to. ``KerasModel(mode, via="predict")`` keeps ``model.predict(ids,
-verbose=0)`` for whoever wants exactly that; see /work/notes/keras.md.
+batch, without ``predict``'s data pipeline. Measured (4x3 float32 table, 10
+int32 ids, warm, idle 2-core CPU): ``model.predict`` takes 55-60 ms per call on
+tensorflow (a tf.data pipeline is set up per call; 100-230 ms under load) against
+0.45 ms for ``predict_on_batch``; on torch and jax it is 0.6-1.9 ms. Besides,
+``model.predict`` fails on rank-0 ids (IndexError) and on ids with zero rows
+(UnboundLocalError; on jax that also leaves the model's variables purged, so every
+later call fails), and hypothesis would shrink every counterexample to those. So
+all three backends use ``predict_on_batch``; ``KerasModel(mode, via="predict")``
+keeps ``model.predict(ids, verbose=0)`` for whoever wants exactly that (see
+/work/notes/keras.md).
 
 The layer is built the documented way (``Embedding(input_dim=V, output_dim=D,
 dtype=<table dtype>)``) and its weights loaded bit-exactly with
 ``layer.embeddings.assign``: the NumPy table itself on tensorflow and jax; on
 torch, a torch tensor sharing the table's bits (Keras's NumPy -> torch conversion,
-used by ``set_weights``/``weights=``, routes bfloat16 through float32 and turns
-every NaN payload into 0xFFC0, a weight-loading defect kept out of the lookup
-measurement and reported separately). Layers and models are cached per
+used by ``set_weights``/``weights=``, routes bfloat16 through float32, and torch's
+float32 -> bfloat16 cast stores every NaN as 0xFFFF: a weight-loading defect kept
+out of the lookup measurement and reported separately). Layers and models are cached per
 (V, D, dtype, mask_zero) and the weights re-assigned only when the table's bits
 change. Nothing here imports keras or a backend at module level.
 """
@@ -94,7 +96,7 @@ class _KerasBase:
         self._keras = keras
         self.backend = keras.backend.backend()
         self.name = f"keras.layers.Embedding[{self.backend}]{_SUFFIX[self.mode]}"
-        self._cache: OrderedDict = OrderedDict()  # key -> [layer, model, table bits]
+        self._cache: OrderedDict = OrderedDict()  # key -> [layer, model, table bits, key]
         if self.backend == "torch":
             import torch
 
@@ -211,7 +213,7 @@ class _KerasBase:
     def _run(self, entry, fn, *args):
         """Call ``fn``, translating framework failures; a failure nobody can classify
         is re-raised unchanged and drops the cached layer/model (a failed predict can
-        leave a Keras model unusable, see _KerasModel)."""
+        leave a Keras model unusable, see KerasModel)."""
         try:
             return fn(*args)
         except LookupFailure:
