@@ -17,7 +17,7 @@ resolved by the contract. The contract itself is the empty model ``()``.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 

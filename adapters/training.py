@@ -103,8 +103,8 @@ def grad_padded(table, ids, upstream, padding_idx, model=()):
     g = grad(table, ids, upstream, model)
     p = padding_idx % v
     g[p] = 0
-    g.atol = np.array(g.atol, dtype=np.float64) * 1
-    if np.ndim(g.atol):
+    g.atol = np.array(g.atol, dtype=np.float64)  # a copy: the padding row is exact
+    if g.atol.ndim:
         g.atol[p] = 0
     return out, g
 

@@ -10,8 +10,6 @@ page is rendered. Entry points:
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from .results import ResultsError, Run, read_run
 
 __all__ = ["ResultsError", "Run", "read_run"]

@@ -62,7 +62,7 @@ class LocalHost:
 
 # --- the worker side ----------------------------------------------------------------
 
-def _serve(conn, factory: str) -> None:
+def _serve(conn, group: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     adapters: dict[str, Any] = {}
     while True:

@@ -119,21 +119,9 @@ def row_shapes(caps: Capabilities, *, min_side: int = 1) -> st.SearchStrategy[tu
     )
 
 
-def table_dtype_names(caps: Capabilities) -> st.SearchStrategy[str]:
-    return st.sampled_from(caps.table_dtypes)
-
-
-# --- ids --------------------------------------------------------------------------
-
 def dtype_range(name: str) -> tuple[int, int]:
     info = np.iinfo(np.dtype(name))
     return int(info.min), int(info.max)
-
-
-@lru_cache(maxsize=None)
-def valid_ids(v: int) -> st.SearchStrategy[int]:
-    """One id in [0, V), the boundaries 0 and V-1 favoured. Needs V >= 1."""
-    return st.one_of(st.sampled_from(sorted({0, v - 1})), st.integers(0, v - 1))
 
 
 def ids_array(dtype_name: str, shape: tuple[int, ...], elements: st.SearchStrategy[int]) -> st.SearchStrategy[np.ndarray]:

@@ -8,11 +8,10 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from adapters import oracle
 from adapters.contract import INT_DTYPES, InvalidIds
 from suites.catalogue import clause
 from suites.lookup_clauses import LOOKUP, lookup_oracle
-from suites.strategies import MAX_SIDE, MAX_V, SIGNED, dtype_range, fits, in_range_ids, lookup_args, planted_ids, valid_ids
+from suites.strategies import MAX_SIDE, MAX_V, SIGNED, dtype_range, fits, lookup_args, planted_ids
 
 
 def _not_applicable_without(dtypes):

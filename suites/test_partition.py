@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from adapters import partition
 from suites.catalogue import clause
-from suites.strategies import (MAX_V, in_range_ids, logical_tables, np_dtype, planted_ids, row_shapes,
-                               strategies_of, tables_of, valid_ids)
+from suites.strategies import (in_range_ids, logical_tables, np_dtype, planted_ids, row_shapes, strategies_of,
+                               tables_of)
 
 SUSPECTS = (
     ("route_by_total",), ("wrap_negative",), ("clip",), ("route_by_total", "wrap_negative"),

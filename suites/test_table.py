@@ -1,11 +1,10 @@
 """Clause family `table`: edge tables."""
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from suites.catalogue import clause
 from suites.lookup_clauses import LOOKUP
-from suites.strategies import MAX_SIDE, ids_array, in_range_ids, lookup_args, row_shapes, tables_of
-
-from hypothesis.extra import numpy as hnp
+from suites.strategies import MAX_SIDE, ids_array, in_range_ids, row_shapes, tables_of
 
 
 @st.composite

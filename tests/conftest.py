@@ -1,6 +1,4 @@
 """Shared state of the project's own tests: scores printed at the end of the run."""
-import pytest
-
 SCORES: list[str] = []
 
 

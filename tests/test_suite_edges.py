@@ -77,17 +77,28 @@ def test_malformed_expectations_file_is_a_one_line_error(tmp_path, content, prob
     assert not records
 
 
-def test_declared_divergence_that_no_longer_holds_is_stale(tmp_path):
+def _declare(tmp_path, adapter: str, versions: str):
+    """A user's expectations file declaring that ``adapter`` wraps negative ids."""
     mine = tmp_path / "mine.toml"
-    mine.write_text(textwrap.dedent("""
+    mine.write_text(textwrap.dedent(f"""
         [[divergence]]
-        adapter = "numpy"
+        adapter = "{adapter}"
         clause = "ids.negative"
         model = ["wrap_negative"]
-        versions = { numpy = ">=1.0" }
-        reference = "https://example.org/not-a-real-bug"
+        versions = {{ numpy = "{versions}" }}
+        reference = "https://example.org/wraps"
     """))
-    proc, records = run_suite(*FAST, f"--expectations={mine}", report_dir=tmp_path / "out")
+    return f"--expectations={mine}"
+
+
+def _wrapping_fault_status(tmp_path, versions: str) -> str:
+    _, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.faults:WrapsNegativeIds",
+                           _declare(tmp_path, "planted.WrapsNegativeIds", versions), report_dir=tmp_path / "out")
+    return by_check(records)[("planted.WrapsNegativeIds", "ids.negative")]["status"]
+
+
+def test_declared_divergence_that_no_longer_holds_is_stale(tmp_path):
+    proc, records = run_suite(*FAST, _declare(tmp_path, "numpy", ">=1.0"), report_dir=tmp_path / "out")
     rec = by_check(records)[("numpy", "ids.negative")]
     assert rec["status"] == "stale" and "no longer holds" in rec["detail"]
     assert rec["divergence"]["model"] == ["wrap_negative"]
@@ -95,33 +106,11 @@ def test_declared_divergence_that_no_longer_holds_is_stale(tmp_path):
 
 
 def test_declared_divergence_outside_its_versions_does_not_apply(tmp_path):
-    mine = tmp_path / "mine.toml"
-    mine.write_text(textwrap.dedent("""
-        [[divergence]]
-        adapter = "planted.WrapsNegativeIds"
-        clause = "ids.negative"
-        model = ["wrap_negative"]
-        versions = { numpy = "<1.0" }
-        reference = "https://example.org/old-numpy"
-    """))
-    _, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.faults:WrapsNegativeIds",
-                           f"--expectations={mine}", report_dir=tmp_path / "out")
-    assert by_check(records)[("planted.WrapsNegativeIds", "ids.negative")]["status"] == "violates"
+    assert _wrapping_fault_status(tmp_path, "<1.0") == "violates"
 
 
 def test_declared_divergence_that_holds_diverges(tmp_path):
-    mine = tmp_path / "mine.toml"
-    mine.write_text(textwrap.dedent("""
-        [[divergence]]
-        adapter = "planted.WrapsNegativeIds"
-        clause = "ids.negative"
-        model = ["wrap_negative"]
-        versions = { numpy = ">=1.0" }
-        reference = "https://example.org/wraps"
-    """))
-    _, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.faults:WrapsNegativeIds",
-                           f"--expectations={mine}", report_dir=tmp_path / "out")
-    assert by_check(records)[("planted.WrapsNegativeIds", "ids.negative")]["status"] == "diverges"
+    assert _wrapping_fault_status(tmp_path, ">=1.0") == "diverges"
 
 
 def test_a_framework_that_is_not_installed_is_unavailable(tmp_path):

@@ -306,7 +306,7 @@ class UnevenExtraRowsLast(ShardedBase):
         if sizes != partition.canonical_sizes(sum(sizes), len(shards)):
             raise InvalidShards("sizes do not fit")
         # the bug: it believes the smaller shards come first
-        n, p = sum(sizes), len(shards)
+        n = sum(sizes)
         believed = sorted(sizes)
         offsets = np.cumsum([0, *believed])
         wide = oracle.lookup(np.arange(n, dtype=np.int64), ids)
