@@ -143,6 +143,30 @@ def _canonicalize_bf16_nan(table, ids, out):
     return bits.view(out.dtype)
 
 
+def _xla_bf16_via_f32(table, ids, out):
+    # XLA on CPU moves bfloat16 through float32 for some gathers (a one-row table
+    # becomes a broadcast, a rank-1 table a dynamic slice; which shapes is a
+    # compiler choice, probed in notes/tensorflow.md), in code compiled to flush
+    # denormals: a subnormal comes back as a zero of its sign, a NaN either quiet
+    # with its payload or as the canonical 0x7fc0 with its sign. Those elements may
+    # come back as they were or as either of these; every other element bit-exact.
+    if out.dtype.name != "bfloat16":
+        return out
+    bits = out.view(np.uint16)
+    subnormal = ((bits & 0x7F80) == 0) & ((bits & 0x007F) != 0)
+    nan = ((bits & 0x7F80) == 0x7F80) & ((bits & 0x007F) != 0)
+    if not (subnormal.any() or nan.any()):
+        return out
+    quiet, canonical = bits.copy(), bits.copy()
+    for alt in (quiet, canonical):
+        alt[subnormal] &= 0x8000
+    quiet[nan] |= 0x0040
+    canonical[nan] = (canonical[nan] & 0x8000) | 0x7FC0
+    either = out.view(EitherBits)
+    either.alts = (quiet.view(out.dtype), canonical.view(out.dtype))
+    return either
+
+
 def _empty_table_returns_table(table, ids, out):
     # jnp.take short-cuts a zero-size gather by returning its operand unchanged
     return table.copy() if table.shape[0] == 0 and ids.size == 0 else out
@@ -151,6 +175,7 @@ def _empty_table_returns_table(table, ids, out):
 FINISHERS = {
     "canonicalize_bf16_nan": _canonicalize_bf16_nan,
     "empty_table_returns_table": _empty_table_returns_table,
+    "xla_bf16_via_f32": _xla_bf16_via_f32,
 }
 
 MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows",
@@ -253,6 +278,17 @@ def one_hot_product(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     flat = table.reshape(v, -1).astype(np.float64)  # exact: one term is non-zero
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN: that is the point of E6
         return (hot @ flat).astype(table.dtype).reshape(np.shape(ids) + table.shape[1:])
+
+
+class EitherBits(np.ndarray):
+    """An expected result where each element may come back as its own bits or as
+    those of the same element of one of ``alts`` (a model naming a few outcomes,
+    element by element)."""
+
+    alts: tuple = ()
+
+    def __array_finalize__(self, obj):
+        self.alts = getattr(obj, "alts", ())
 
 
 class AnyNaN(np.ndarray):

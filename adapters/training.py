@@ -22,6 +22,11 @@ Models (steps next to the lookup's own):
   the rows renormalised so far (torch's embedding_renorm_ runs before the gather);
 - ``scalar_ids_fail_backward``: the backward pass fails (a framework failure) for
   0-d ids (torch's sparse gradient with padding_idx).
+
+Under the lookup model ``one_hot_matmul`` the gradient is ``one_hot(ids)^T @ U``:
+ids outside [0, V) have an all-zero one-hot vector and reach no row, 0-d ids are
+InvalidIds (MatMul takes rank >= 2), and an element no id reaches is a sum of
+products 0 * u, a zero whose sign is the kernel's (compared by value).
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from . import oracle
-from .contract import LookupFailure, OutOfRange
+from .contract import InvalidIds, LookupFailure, OutOfRange
 
 MODELS = ("drop_clipped_grad", "renorm_torch", "clip_by_norm_tf", "renorm_in_place", "renorm_before_check",
           "scalar_ids_fail_backward")
@@ -41,11 +46,13 @@ class Bounded(np.ndarray):
     framework's own arithmetic may round differently from the oracle's."""
 
     atol: np.ndarray | float = 0.0
+    any_zero_sign: bool = False  # zeros compare by value: +0.0 and -0.0 both hold
 
 
-def bounded(a: np.ndarray, atol) -> Bounded:
+def bounded(a: np.ndarray, atol, *, any_zero_sign: bool = False) -> Bounded:
     out = np.asarray(a).view(Bounded)
     out.atol = atol
+    out.any_zero_sign = any_zero_sign
     return out
 
 
@@ -55,6 +62,14 @@ def eps(dtype: np.dtype) -> float:
 
 def _rows_of(table, ids, model):
     """Row each id scatters into (-1: none), after the lookup's own checks."""
+    if "one_hot_matmul" in model:
+        if np.ndim(ids) == 0:
+            raise InvalidIds("ids of rank 0: the one-hot gradient's MatMul needs rank >= 2 operands")
+        steps = [m for m in model if m in oracle.TRANSFORMS]
+        t, ids2 = oracle._transformed(table, ids, steps)
+        wide = oracle._as_int_ids(ids2).reshape(-1)
+        inside = (wide >= 0) & (wide < t.shape[0])
+        return np.where(inside, wide, -1).astype(np.int64), t
     t, ids2, plan = oracle.resolve(table, ids, [m for m in model if m not in MODELS])
     plan = plan.reshape(-1).copy()
     if "clip" in model and "drop_clipped_grad" in model:
@@ -88,7 +103,8 @@ def grad(table: np.ndarray, ids: np.ndarray, upstream: np.ndarray, model: Sequen
     """Dense d sum(lookup(table, ids) * upstream) / d table, with its tolerance."""
     rows, table = _rows_of(table, ids, model)  # a model may change the table's dtype (x64_off)
     acc, mags, counts = _scatter(table, rows, upstream)
-    return bounded(acc.astype(table.dtype), _accumulation_atol(table, mags, counts))
+    return bounded(acc.astype(table.dtype), _accumulation_atol(table, mags, counts),
+                   any_zero_sign="one_hot_matmul" in model)
 
 
 def grad_padded(table, ids, upstream, padding_idx, model=()):

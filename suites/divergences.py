@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 BUILTIN_DIR = Path(__file__).with_name("divergences")
-KEYS = {"adapter", "clause", "model", "versions", "reference", "note"}
+KEYS = {"adapter", "clause", "model", "versions", "reference", "note", "witness"}
 REQUIRED = ("adapter", "clause", "model", "versions", "reference")
 
 
@@ -36,6 +36,13 @@ class Divergence:
     reference: str
     note: str = ""
     source: str = field(default="", compare=False)  # file:entry, for messages
+    # an input known to expose the divergence, tried first by every search (a
+    # hypothesis explicit example): a rare departure is then found on every run,
+    # and a fix upstream turns the declaration stale for certain
+    witness: dict | None = field(default=None, compare=False, hash=False)
+
+    def witness_args(self) -> dict[str, Any] | None:
+        return build_witness(self.witness) if self.witness else None
 
     def holds_for(self, adapter: str, clause: str, installed: dict[str, str]) -> bool:
         if clause != self.clause or not (adapter == self.adapter or fnmatch.fnmatchcase(adapter, self.adapter)):
@@ -52,8 +59,41 @@ class Divergence:
         return True
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": list(self.model), "versions": dict(self.versions), "reference": self.reference,
-                "note": self.note, "source": self.source}
+        out = {"model": list(self.model), "versions": dict(self.versions), "reference": self.reference,
+               "note": self.note, "source": self.source}
+        if self.witness:
+            out["witness"] = self.witness
+        return out
+
+
+def build_witness(spec: dict[str, Any]) -> dict[str, Any]:
+    """Arguments from a witness: each is ``{dtype, values}`` or ``{dtype, bits}``
+    (the unsigned bit patterns of a float array, so NaN payloads are exact)."""
+    import numpy as np
+
+    from suites.strategies import np_dtype
+
+    args = {}
+    for name, arr in spec.items():
+        dtype = np_dtype(arr["dtype"])
+        if "bits" in arr:
+            args[name] = np.array(arr["bits"], dtype=f"u{dtype.itemsize}").view(dtype)
+        else:
+            args[name] = np.array(arr["values"], dtype=dtype)
+    return args
+
+
+def _check_witness(where: str, w: Any) -> None:
+    shape = "witness = { table = { dtype = \"bfloat16\", bits = [[0x7f81]] }, ids = { dtype = \"int32\", values = [0, 0] } }"
+    if not isinstance(w, dict) or not w:
+        raise ExpectationsError(f"{where}: witness must map argument names to arrays, e.g. {shape}")
+    for name, arr in w.items():
+        if not isinstance(arr, dict) or "dtype" not in arr or len(set(arr) & {"values", "bits"}) != 1 or len(arr) != 2:
+            raise ExpectationsError(f"{where}: witness argument {name!r} must hold dtype and one of values, bits, e.g. {shape}")
+    try:
+        build_witness(w)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ExpectationsError(f"{where}: witness does not build arrays: {exc}") from None
 
 
 def _load_file(path: Path) -> list[dict[str, Any]]:
@@ -103,9 +143,11 @@ def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterab
                 raise ExpectationsError(f"{where}: {dist} = {spec!r} is not a version specifier (PEP 440, e.g. '>=2.16,<2.22')") from None
         if not isinstance(e["reference"], str) or not e["reference"].strip():
             raise ExpectationsError(f"{where}: reference must name a doc, source file or issue")
+        if "witness" in e:
+            _check_witness(where, e["witness"])
         out.append(Divergence(str(e["adapter"]), e["clause"], tuple(model),
                               tuple((str(k), str(v)) for k, v in versions.items()),
-                              e["reference"], str(e.get("note", "")), f"{path.name}#{n}"))
+                              e["reference"], str(e.get("note", "")), f"{path.name}#{n}", e.get("witness")))
     return out
 
 

@@ -14,7 +14,7 @@ import traceback
 from typing import Any, Sequence
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 from hypothesis import seed as hyp_seed
 from hypothesis.errors import FlakyFailure, FlakyStrategyDefinition, HypothesisException
 
@@ -80,8 +80,9 @@ def observe(adapter: Any, clause: Clause, args: dict[str, Any]) -> Outcome:
 class Search:
     """Hypothesis search for an input where the adapter departs from ``model``."""
 
-    def __init__(self, adapter: Any, clause: Clause, cfg: settings, seed: int | None):
+    def __init__(self, adapter: Any, clause: Clause, cfg: settings, seed: int | None, witness: dict | None = None):
         self.adapter, self.clause, self.cfg, self.seed = adapter, clause, cfg, seed
+        self.witness = witness
         self.examples = 0
         self.caps = capabilities_of(adapter)
         # where the time goes: the adapter's call, and the oracle plus comparison;
@@ -104,7 +105,10 @@ class Search:
             if problem:
                 raise Counterexample(args, expected, actual, problem)
 
-        test = self.cfg(given(strategy)(probe))
+        test = given(strategy)(probe)
+        if self.witness is not None:  # a declared divergence's witness, tried first
+            test = example(self.witness)(test)
+        test = self.cfg(test)
         if self.seed is not None and not self.cfg.derandomize:
             test = hyp_seed(self.seed)(test)
         try:
@@ -141,7 +145,8 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
     if reason:
         return {"status": "not_applicable", "reason": reason, "examples": 0, "seconds": 0.0}
     cfg = hypothesis_settings(profile)
-    search = Search(adapter, clause, cfg, seed)
+    witness = divergence.witness_args() if divergence is not None and getattr(divergence, "witness", None) else None
+    search = Search(adapter, clause, cfg, seed, witness)
     strategy = clause.cases(caps)
     try:
         found = search.run(strategy, ())
@@ -155,6 +160,8 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
                 rec["status"] = "conforms"
         else:
             rec.update(_evidence(adapter, clause, found))
+            # the declaration's witness, or an input the generators found
+            rec["found_by"] = "witness" if witness is not None and found.inputs is witness else "search"
             rec["detail"] = found.problem + diagnose(adapter, clause, found)
             if divergence is None:
                 rec["status"] = "violates"

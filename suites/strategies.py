@@ -62,7 +62,10 @@ def _raw(nbytes: int) -> st.SearchStrategy[bytes]:
     return st.binary(min_size=nbytes, max_size=nbytes)
 
 
-_SPECIAL_COUNT = st.integers(0, 4)
+# at least one special value in every non-empty table: a lookup that changes one
+# bit pattern (a NaN payload, a subnormal) is met in most examples, on every seed
+_SPECIAL_COUNT = st.integers(1, 4)
+_ALL_SPECIAL = st.booleans()
 
 
 @lru_cache(maxsize=None)
@@ -85,7 +88,12 @@ def _bit_tables(draw, dtype_name: str, shape: tuple[int, ...]):
     bits_dtype = np.dtype(f"u{dtype.itemsize}")
     n = int(np.prod(shape, dtype=np.int64))
     bits = np.frombuffer(draw(_raw(n * dtype.itemsize)), dtype=bits_dtype).copy()
-    if n:
+    if n and draw(_ALL_SPECIAL, label="every element special"):
+        # a table made only of special values: a lookup that changes any of them
+        # (quiets a NaN, flushes a subnormal) shows it in whichever row it returns
+        specials = np.array(special_bits(dtype_name), dtype=bits_dtype)
+        bits = specials[np.frombuffer(draw(_raw(n)), dtype=np.uint8) % len(specials)]
+    elif n:
         for _ in range(draw(_SPECIAL_COUNT)):
             bits[draw(ints(0, n - 1))] = draw(choice(special_bits(dtype_name)))
     return bits.view(dtype).reshape(shape)
@@ -185,6 +193,12 @@ SIGNED = tuple(d for d in INT_DTYPES if d.startswith("int"))
 
 # --- whole lookup cases -----------------------------------------------------------
 
+@lru_cache(maxsize=None)
+def _row_counts(lo: int, hi: int) -> st.SearchStrategy[int]:
+    small = ints(lo, min(lo + 1, hi))
+    return st.one_of(small, ints(lo, hi), ints(lo, hi))
+
+
 @st.composite
 def lookup_args(draw, caps: Capabilities, *, ids=in_range_ids, v_min: int = 0, v_max: int = MAX_V,
                 id_dtypes: tuple[str, ...] | None = None, table_dtypes: tuple[str, ...] | None = None,
@@ -192,7 +206,9 @@ def lookup_args(draw, caps: Capabilities, *, ids=in_range_ids, v_min: int = 0, v
     """``{"table": ..., "ids": ...}``; ``ids(id_dtype, V)`` is the clause's aim."""
     dtype = draw(choice(tuple(table_dtypes or caps.table_dtypes)), label="table dtype")
     v_min = max(v_min, caps.min_rows)
-    v = draw(ints(v_min, max(v_max, v_min)), label="V")
+    # the smallest tables are where compilers take shortcuts (a one-row gather
+    # becomes a broadcast): favoured, one example in three
+    v = draw(_row_counts(v_min, max(v_max, v_min)), label="V")
     row = draw(row_shapes(caps, min_side=row_min_side), label="row shape")
     table = draw(tables_of(dtype, (v, *row), finite=finite), label="table")
     id_dtype = draw(choice(tuple(id_dtypes or caps.id_dtypes)), label="ids dtype")

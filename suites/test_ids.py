@@ -69,9 +69,12 @@ def float_id_cases(caps):
 # --- ids.out_of_range ----------------------------------------------------------------
 
 def _too_large(id_dtype, v):
+    # one flavour per example: the dtype's top values are where a lookup that casts
+    # ids to a narrower or signed type reads -1, -2, ... and wraps them to rows
     hi = dtype_range(id_dtype)[1]
-    targets = st.one_of(st.sampled_from([v, v + 1, hi]), st.integers(v, min(hi, v + 1000)))
-    return planted_ids(id_dtype, v, targets)
+    flavours = [st.sampled_from([v, v + 1]), st.integers(v, min(hi, v + 1000)),
+                st.integers(max(v, hi - MAX_V), hi), st.just(hi)]
+    return st.sampled_from(flavours).flatmap(lambda targets: planted_ids(id_dtype, v, targets))
 
 
 @clause(

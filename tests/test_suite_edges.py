@@ -66,6 +66,10 @@ def test_unclassified_exception_counts_against_the_adapter(tmp_path):
      "unknown behaviour model 'wrap'; known models:"),
     ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='two'}\nreference='x'\n",
      "is not a version specifier"),
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
+     "witness={ids={values=[-1]}}\n", "witness argument 'ids' must hold dtype and one of values, bits"),
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
+     "witness={ids={dtype='int8',values=[300]}}\n", "witness does not build arrays"),
 ])
 def test_malformed_expectations_file_is_a_one_line_error(tmp_path, content, problem):
     bad = tmp_path / "mine.toml"
@@ -77,7 +81,7 @@ def test_malformed_expectations_file_is_a_one_line_error(tmp_path, content, prob
     assert not records
 
 
-def _declare(tmp_path, adapter: str, versions: str):
+def _declare(tmp_path, adapter: str, versions: str, witness: str = ""):
     """A user's expectations file declaring that ``adapter`` wraps negative ids."""
     mine = tmp_path / "mine.toml"
     mine.write_text(textwrap.dedent(f"""
@@ -87,8 +91,25 @@ def _declare(tmp_path, adapter: str, versions: str):
         model = ["wrap_negative"]
         versions = {{ numpy = "{versions}" }}
         reference = "https://example.org/wraps"
-    """))
+    """) + witness)
     return f"--expectations={mine}"
+
+
+WITNESS = ('witness = { table = { dtype = "float32", bits = [[0x7fc00001], [0x00000001]] }, '
+           'ids = { dtype = "int64", values = [-1, 0, -2] } }\n')
+
+
+def test_a_witness_is_tried_first_and_must_follow_the_model(tmp_path):
+    _, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.faults:WrapsNegativeIds",
+                           _declare(tmp_path, "planted.WrapsNegativeIds", ">=1.0", WITNESS), report_dir=tmp_path / "out")
+    rec = by_check(records)[("planted.WrapsNegativeIds", "ids.negative")]
+    assert rec["status"] == "diverges" and rec["found_by"] == "witness"
+    assert "-2" in rec["example"] and rec["divergence"]["witness"]["ids"]["values"] == [-1, 0, -2]
+
+
+def test_a_witness_that_no_longer_departs_is_stale(tmp_path):
+    _, records = run_suite(*FAST, _declare(tmp_path, "numpy", ">=1.0", WITNESS), report_dir=tmp_path / "out")
+    assert by_check(records)[("numpy", "ids.negative")]["status"] == "stale"
 
 
 def _wrapping_fault_status(tmp_path, versions: str) -> str:
