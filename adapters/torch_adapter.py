@@ -62,6 +62,12 @@ def _failure(exc: BaseException) -> LookupFailure | None:
     if isinstance(exc, LookupFailure):
         return exc
     text = str(exc)
+    if type(exc).__name__ == "InductorError" and text.startswith("AssertionError"):
+        # inductor's own code generation gave up on valid input: a framework
+        # failure (no contract kind), which only a declared model can expect
+        failure = LookupFailure(f"torch.compile (inductor) failed to generate code: {text.splitlines()[0]}"[:500])
+        failure.__cause__ = exc
+        return failure
     for needle, cls in _MESSAGES:
         if needle in text:
             # the line that says what went wrong (torch.compile wraps it in a longer text)

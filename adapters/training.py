@@ -22,6 +22,9 @@ Models (steps next to the lookup's own):
   the rows renormalised so far (torch's embedding_renorm_ runs before the gather);
 - ``scalar_ids_fail_backward``: the backward pass fails (a framework failure) for
   0-d ids (torch's sparse gradient with padding_idx).
+- ``one_element_scatter_fails``: the backward pass fails (a framework failure)
+  for a 1 x 1 table and two or more ids (torch.compile's inductor cannot generate
+  the scatter-add of a one-element gradient that several ids accumulate into).
 
 Under the lookup model ``one_hot_matmul`` the gradient is ``one_hot(ids)^T @ U``:
 ids outside [0, V) have an all-zero one-hot vector and reach no row, 0-d ids are
@@ -38,7 +41,7 @@ from . import oracle
 from .contract import InvalidIds, LookupFailure, OutOfRange
 
 MODELS = ("drop_clipped_grad", "renorm_torch", "clip_by_norm_tf", "renorm_in_place", "renorm_before_check",
-          "scalar_ids_fail_backward")
+          "scalar_ids_fail_backward", "one_element_scatter_fails")
 
 
 class Bounded(np.ndarray):
@@ -102,6 +105,8 @@ def _accumulation_atol(table, mags, counts):
 def grad(table: np.ndarray, ids: np.ndarray, upstream: np.ndarray, model: Sequence[str] = ()) -> Bounded:
     """Dense d sum(lookup(table, ids) * upstream) / d table, with its tolerance."""
     rows, table = _rows_of(table, ids, model)  # a model may change the table's dtype (x64_off)
+    if "one_element_scatter_fails" in model and table.shape == (1, 1) and np.size(ids) >= 2:
+        raise LookupFailure("the backward pass fails for a 1 x 1 table and two or more ids")
     acc, mags, counts = _scatter(table, rows, upstream)
     return bounded(acc.astype(table.dtype), _accumulation_atol(table, mags, counts),
                    any_zero_sign="one_hot_matmul" in model)
