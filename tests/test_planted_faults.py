@@ -13,7 +13,7 @@ from tests.runner import by_check, run_suite
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("planted")
-    args = [f"--adapter=tests.planted.faults:{cls.__name__}" for cls in faults.ALL]
+    args = [f"--adapter=tests.planted.faults:{cls.__name__}" for cls in [*faults.ALL, faults.ModeSplit]]
     proc, records = run_suite(*args, report_dir=out)
     assert records, f"the suite wrote no results:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc, by_check(records)
@@ -23,7 +23,7 @@ def test_every_planted_fault_is_caught(planted_run):
     proc, checks = planted_run
     caught, missed = [], []
     for cls in faults.ALL:
-        name = f"planted.{cls.__name__}"
+        name = cls().name
         rec = checks.get((name, cls.breaks))
         (caught if rec and rec["status"] == "violates" else missed).append(
             f"{name} on {cls.breaks}: {rec['status'] if rec else 'no record'}")
@@ -37,7 +37,7 @@ def test_every_planted_fault_is_caught(planted_run):
 def test_violations_explain_themselves(planted_run):
     _, checks = planted_run
     for cls in faults.ALL:
-        rec = checks[(f"planted.{cls.__name__}", cls.breaks)]
+        rec = checks[(cls().name, cls.breaks)]
         assert rec["example"] and rec["detail"] and rec["expected"] and rec["actual"], rec
 
 
@@ -45,3 +45,17 @@ def test_mutating_the_table_is_caught_on_every_clause(planted_run):
     _, checks = planted_run
     mutated = [r for (a, c), r in checks.items() if a == "planted.MutatesTable" and r["status"] == "violates"]
     assert mutated and all("changed its input 'table'" in r["actual"] for r in mutated)
+
+
+def test_a_compiled_path_that_clamps_where_eager_raises_is_caught(planted_run):
+    _, checks = planted_run
+    assert checks[("planted.ModeSplit", "ids.out_of_range")]["status"] == "conforms"
+    assert checks[("planted.ModeSplit[jit]", "ids.out_of_range")]["status"] == "violates"
+
+
+def test_a_grad_that_overwrites_or_steps_the_table_is_caught(planted_run):
+    _, checks = planted_run
+    overwrite = checks[("planted.OverwritesDuplicateGrads", "grad.scatter_add")]
+    assert overwrite["status"] == "violates", overwrite
+    stepped = checks[("planted.StepsTheTable", "grad.scatter_add")]
+    assert stepped["status"] == "violates" and "changed its input 'table'" in stepped["actual"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters import oracle, partition
+from adapters import oracle, partition, training
 from adapters.contract import InvalidIds, InvalidShards, OutOfRange
 
 
@@ -371,6 +371,66 @@ class EmptyShardsRefused(ShardedBase):
         if any(s.shape[0] == 0 for s in shards):
             raise InvalidShards("empty shard")
         return partition.lookup_sharded(shards, ids, strategy)
+
+
+# --- training ----------------------------------------------------------------------------
+
+class OverwritesDuplicateGrads(Planted):
+    """grad[ids] = upstream: with duplicate ids the last write wins instead of the sum."""
+    breaks = "grad.scatter_add"
+
+    def grad(self, table, ids, upstream):
+        oracle.resolve(table, ids)  # fails as the lookup fails
+        g = np.zeros_like(table)
+        flat = ids.reshape(-1).astype(np.int64)
+        g[flat] = upstream.reshape((flat.size, *table.shape[1:]))
+        return g
+
+
+class StepsTheTable(Planted):
+    """Applies the gradient to the table it was given (an optimizer step by mistake)."""
+    breaks = "grad.scatter_add"
+
+    def grad(self, table, ids, upstream):
+        g = np.asarray(training.grad(table, ids, upstream))
+        if table.size:
+            table -= g
+        return g
+
+
+# --- execution modes ---------------------------------------------------------------------
+
+class ModeSplit(Planted):
+    """An adapter family with an eager path (correct: raises out of range) and a
+    compiled one: a function built once per signature and cached, that clamps."""
+    breaks = ""
+    compiled = False
+
+    def __init__(self):
+        self._cache = {}
+
+    @property
+    def name(self) -> str:
+        return "planted.ModeSplit[jit]" if self.compiled else "planted.ModeSplit"
+
+    def lookup(self, table, ids):
+        if not self.compiled:
+            return oracle.lookup(table, ids)
+        key = (table.dtype.str, table.ndim, ids.dtype.str, ids.ndim)
+        if key not in self._cache:
+            def fn(t, i):
+                self.check_ids(t, i)
+                if t.shape[0] == 0 or i.size == 0:
+                    return oracle.lookup(t, i)
+                return np.asarray(t[np.clip(i.astype(np.int64), 0, t.shape[0] - 1)])
+            self._cache[key] = fn
+        return self._cache[key](table, ids)
+
+
+class ModeSplitCompiled(ModeSplit):
+    """The compiled variant of ModeSplit: clamps where its eager path raises."""
+    breaks = "ids.out_of_range"
+    compiled = True
 
 
 ALL = [cls for cls in list(globals().values())
