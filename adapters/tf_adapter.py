@@ -121,6 +121,9 @@ def translate(exc: BaseException, ids_dtype: np.dtype | None, sharded: bool = Fa
         # GatherV2 "indices[k] = i is not in [0, V)", DynamicPartition "partitions[k] = p
         # is not in [0, P)" (an id routed past the last shard), UnsortedSegmentSum
         return OutOfRange(msg)
+    if "Gather dimension 0 is of size zero" in msg:
+        # XLA (TF 2.16): gathering any id from a table with no rows is refused at compile time
+        return OutOfRange(msg)
     if ids_dtype is not None:
         names = {ids_dtype.name, _C_NAMES.get(ids_dtype.name, ids_dtype.name)}
         for pattern in _DTYPE_NAMED:
@@ -181,6 +184,9 @@ class TFEmbedding:
         f = self._fns.get(key)
         if f is None:
             kw: dict[str, Any] = {"jit_compile": True} if self.variant.mode == "xla" else {}
+            # no Python control flow to convert; autograph's cache of converted
+            # closures once handed one variant's closure to another's trace
+            kw["autograph"] = False
             if signature is None:
                 kw["reduce_retracing"] = True
             else:
@@ -224,13 +230,15 @@ class TFEmbedding:
         if self.variant.api == "v1":
             op = tf.compat.v1.nn.embedding_lookup
 
-            def call(ss, i):
+            def call_v1(ss, i):
                 return op(list(ss), i, partition_strategy=strategy)
+            call = call_v1
         else:
             op = tf.nn.embedding_lookup
 
-            def call(ss, i):
+            def call_v2(ss, i):
                 return op(list(ss), i)  # a list: TF treats a tuple as one stacked tensor
+            call = call_v2
 
         key = ("sharded", strategy, tuple((s.dtype, s.ndim) for s in shards), ids.dtype, ids.ndim)
         fn = self._compiled(key, call, [[self._spec(s) for s in shards], self._spec(ids)])
