@@ -7,7 +7,7 @@ out_of_range. Rows are moved as unsigned-integer views, so no float ever passes
 through an arithmetic unit and every bit (NaN payloads, -0.0, subnormals) stays.
 
 A behaviour model is a sequence of named steps. *Transforms* change the table
-or the ids before resolution (``truncate_float_ids``, ``bool_as_int``,
+or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``, ``bool_as_int``,
 ``narrow_to_int32``, ``cast_ids_to_int32``, ``x64_off``); *resolvers* claim some
 ids and say what comes back for them (``broadcast_single_row``,
 ``wrap_negative``, ``fill_nan``, ``fill_zero``, ``clip``), the first to claim an
@@ -84,8 +84,24 @@ def _x64_off(table, ids):
     return table, ids
 
 
+def _ids_via_table_dtype(table, ids):
+    # Keras 3.0 on TensorFlow: Layer.__call__ converts NumPy inputs to the layer's
+    # dtype (the table's), so integer ids become floats first: exact while small,
+    # infinite or rounded when large (float16 past 65504 is inf); Embedding.call then
+    # casts them to int32, where an overflowing value becomes INT_MIN
+    if table.dtype.kind == "f" or table.dtype.name == "bfloat16":
+        with np.errstate(over="ignore", invalid="ignore"):
+            as_float = ids.astype(np.float64).astype(table.dtype).astype(np.float64)
+        out = np.full(ids.shape, np.iinfo(np.int32).min, dtype=np.int32)
+        fits = np.isfinite(as_float) & (as_float >= -(2.0**31)) & (as_float < 2.0**31)
+        out[fits] = np.trunc(as_float[fits]).astype(np.int32)
+        return table, out
+    return table, ids
+
+
 TRANSFORMS = {
     "truncate_float_ids": _truncate_float_ids,
+    "ids_via_table_dtype": _ids_via_table_dtype,
     "bool_as_int": _bool_as_int,
     "narrow_to_int32": _narrow_to_int32,
     "cast_ids_to_int32": _cast_ids_to_int32,
@@ -301,7 +317,8 @@ def one_hot_matmul(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     ``one_hot(ids) @ table`` in the table's dtype. Per output element (k, j), with
     i = ids[k]: NaN if any other row's T[r, j] is NaN or infinite (0 * inf) or
     T[i, j] is NaN; else T[i, j] for i in [0, V) unless it is zero or (except in
-    float16) subnormal, which the CPU kernel reads as zero; else +0.0 (an id
+    float16) subnormal, which the CPU kernel reads as zero; else a zero, of
+    either sign (the kernel's accumulator decides; compared by value) (an id
     outside [0, V) is an all-zero one-hot vector). 0-d ids are InvalidIds: their
     one-hot vector has rank 1 and tf.matmul takes only operands of rank >= 2."""
     if np.ndim(ids) == 0:
@@ -321,7 +338,7 @@ def one_hot_matmul(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
             others[int(i)] = False
         poisoned = others.any(axis=0)
         row = x[int(i)] if inside else np.zeros(flat.shape[1])
-        keep = inside & (row != 0) & np.isfinite(row)  # zeros come back +0.0: -0.0 + 0.0 is +0.0
+        keep = inside & (row != 0) & np.isfinite(row)  # a zero comes back with the sign the kernel gives it (AnyNaN)
         res = np.zeros(flat.shape[1], dtype=table.dtype)
         res[keep] = flat[int(i)][keep] if inside else 0
         res[poisoned | (np.isnan(row) if inside else False)] = np.nan

@@ -131,13 +131,17 @@ def _bits(e: np.ndarray, a: np.ndarray) -> str | None:
 
 
 def _bits_any_nan(e: np.ndarray, a: np.ndarray) -> str | None:
+    """A model of arithmetic (a one-hot product): NaN where NaN with any bits, and a
+    zero of either sign where a zero (the sign of a sum of zero products is the
+    kernel's choice of accumulator); every other element bit for bit."""
     e64, a64 = np.asarray(e).astype(np.float64), a.astype(np.float64)
     moved = np.isnan(e64) != np.isnan(a64)
     if moved.any():
         where = [int(i) for i in np.unravel_index(np.flatnonzero(moved)[0], e.shape)]
         return f"NaN placement differs at {where}: expected {e64[tuple(where)]!r}, got {a64[tuple(where)]!r}"
-    keep = ~np.isnan(e64)
-    return _bits(np.where(keep, np.asarray(e), 0).astype(e.dtype), np.where(keep, a, 0).astype(a.dtype))
+    free = np.isnan(e64) | ((e64 == 0) & (a64 == 0))
+    zero = np.zeros((), dtype=e.dtype)  # a typed zero: bfloat16 does not promote with int
+    return _bits(np.where(free, zero, np.asarray(e)).astype(e.dtype), np.where(free, zero, a).astype(a.dtype))
 
 
 def _bounded(e: np.ndarray, a: np.ndarray) -> str | None:
