@@ -126,7 +126,11 @@ class WorkerHost:
                                                      f"(hung); it was stopped and the next check starts a new one"}
             return self.conn.recv()
         except (EOFError, OSError, BrokenPipeError):
-            code = self.proc.exitcode if self.proc is not None else None
+            code = None
+            if self.proc is not None:
+                # the pipe closes a moment before the process is reaped: wait for its exit code
+                self.proc.join(5)
+                code = self.proc.exitcode
             self._kill()
             return {"status": "error", "reason": f"the {self.group} worker process died (exit code {code}) during this "
                                                  f"check; the next check starts a new one"}
