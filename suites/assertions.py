@@ -173,6 +173,9 @@ def _numbers(e: np.ndarray, a: np.ndarray) -> str | None:
     if problem:
         return problem
     e64, a64 = e.astype(np.float64), a.astype(np.float64)
+    for alt in getattr(e, "alts", ()) if isinstance(e, EitherBits) else ():  # a model's other outcomes
+        alt64 = np.asarray(alt).astype(np.float64)
+        e64 = np.where((alt64 == a64) | (np.isnan(alt64) & np.isnan(a64)), alt64, e64)
     bad = ~((e64 == a64) | (np.isnan(e64) & np.isnan(a64)))
     if bad.any():
         where = tuple(int(i) for i in np.unravel_index(np.flatnonzero(bad)[0], e.shape))
