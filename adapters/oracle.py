@@ -147,14 +147,19 @@ RESOLVERS = {
 # finishers: (table, ids, out) -> out
 
 
+def _bf16_classes(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(NaN, subnormal) masks of bfloat16 bit patterns."""
+    exponent, mantissa = bits & 0x7F80, bits & 0x007F
+    return (exponent == 0x7F80) & (mantissa != 0), (exponent == 0) & (mantissa != 0)
+
+
 def _canonicalize_bf16_nan(table, ids, out):
     # jnp.take's fill mode selects through a float op: every bfloat16 NaN becomes
     # the quiet NaN 0x7fc0 with its sign kept
     if out.dtype.name != "bfloat16":
         return out
     bits = out.view(np.uint16).copy()
-    nan = (bits & 0x7F80) == 0x7F80
-    nan &= (bits & 0x007F) != 0
+    nan, _ = _bf16_classes(bits)
     bits[nan] = (bits[nan] & 0x8000) | 0x7FC0
     return bits.view(out.dtype)
 
@@ -169,8 +174,7 @@ def _xla_bf16_via_f32(table, ids, out):
     if out.dtype.name != "bfloat16":
         return out
     bits = out.view(np.uint16)
-    subnormal = ((bits & 0x7F80) == 0) & ((bits & 0x007F) != 0)
-    nan = ((bits & 0x7F80) == 0x7F80) & ((bits & 0x007F) != 0)
+    nan, subnormal = _bf16_classes(bits)
     if not (subnormal.any() or nan.any()):
         return out
     quiet, canonical = bits.copy(), bits.copy()

@@ -230,15 +230,13 @@ class TFEmbedding:
         if self.variant.api == "v1":
             op = tf.compat.v1.nn.embedding_lookup
 
-            def call_v1(ss, i):
+            def call(ss, i):
                 return op(list(ss), i, partition_strategy=strategy)
-            call = call_v1
         else:
             op = tf.nn.embedding_lookup
 
-            def call_v2(ss, i):
+            def call(ss, i):
                 return op(list(ss), i)  # a list: TF treats a tuple as one stacked tensor
-            call = call_v2
 
         key = ("sharded", strategy, tuple((s.dtype, s.ndim) for s in shards), ids.dtype, ids.ndim)
         fn = self._compiled(key, call, [[self._spec(s) for s in shards], self._spec(ids)])

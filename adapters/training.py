@@ -68,8 +68,7 @@ def _rows_of(table, ids, model):
     if "one_hot_matmul" in model:
         if np.ndim(ids) == 0:
             raise InvalidIds("ids of rank 0: the one-hot gradient's MatMul needs rank >= 2 operands")
-        steps = [m for m in model if m in oracle.TRANSFORMS]
-        t, ids2 = oracle._transformed(table, ids, steps)
+        t, ids2 = oracle._transformed(table, ids, model)  # applies the model's transforms only
         wide = oracle._as_int_ids(ids2).reshape(-1)
         inside = (wide >= 0) & (wide < t.shape[0])
         return np.where(inside, wide, -1).astype(np.int64), t

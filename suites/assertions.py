@@ -113,14 +113,9 @@ def _bits(e: np.ndarray, a: np.ndarray) -> str | None:
         return _bits_any_nan(e, a)
     if isinstance(e, Bounded):  # arithmetic with a stated tolerance
         return _bounded(e, a)
-    if isinstance(e, EitherBits) and e.alts:  # a few modelled outcomes per element
-        as_bits = np.dtype(f"u{e.dtype.itemsize}")
-        got, want = a.view(as_bits), np.asarray(e).view(as_bits).copy()
-        for alt in e.alts:
-            alt = np.asarray(alt).view(as_bits)
-            want = np.where(got == alt, alt, want)
-        return _bits(want.view(e.dtype), a)
     as_bits = np.dtype(f"u{e.dtype.itemsize}")
+    if isinstance(e, EitherBits) and e.alts:  # a few modelled outcomes per element
+        return _bits(_chosen(e, a, lambda x, y: x.view(as_bits) == y.view(as_bits)), a)
     eb, ab = e.reshape(-1).view(as_bits), a.reshape(-1).view(as_bits)
     diff = np.flatnonzero(eb != ab)
     where = tuple(int(i) for i in np.unravel_index(diff[0], e.shape))
@@ -168,15 +163,30 @@ def _bounded(e: np.ndarray, a: np.ndarray) -> str | None:
     return None
 
 
+def _chosen(e: np.ndarray, a: np.ndarray, same: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """``e`` as a plain array, taking per element whichever of the model's
+    outcomes (its own, or one of ``e.alts``) the actual ``a`` matches under ``same``."""
+    want = np.asarray(e).copy()
+    for alt in e.alts:
+        alt = np.asarray(alt)
+        hit = same(alt, a)
+        want[hit] = alt[hit]
+    return want
+
+
+def _same_number(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    x64, y64 = np.asarray(x).astype(np.float64), np.asarray(y).astype(np.float64)
+    return (x64 == y64) | (np.isnan(x64) & np.isnan(y64))
+
+
 def _numbers(e: np.ndarray, a: np.ndarray) -> str | None:
     problem = _shape(e, a) or _dtype(e, a)
     if problem:
         return problem
+    if isinstance(e, EitherBits) and e.alts:  # a model's other outcomes
+        e = _chosen(e, a, _same_number)
     e64, a64 = e.astype(np.float64), a.astype(np.float64)
-    for alt in getattr(e, "alts", ()) if isinstance(e, EitherBits) else ():  # a model's other outcomes
-        alt64 = np.asarray(alt).astype(np.float64)
-        e64 = np.where((alt64 == a64) | (np.isnan(alt64) & np.isnan(a64)), alt64, e64)
-    bad = ~((e64 == a64) | (np.isnan(e64) & np.isnan(a64)))
+    bad = ~_same_number(e64, a64)
     if bad.any():
         where = tuple(int(i) for i in np.unravel_index(np.flatnonzero(bad)[0], e.shape))
         return f"{int(bad.sum())} of {e.size} elements differ in value; first at {list(where)}: expected {e64[where]!r}, got {a64[where]!r}"

@@ -145,7 +145,7 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
     if reason:
         return {"status": "not_applicable", "reason": reason, "examples": 0, "seconds": 0.0}
     cfg = hypothesis_settings(profile)
-    witness = divergence.witness_args() if divergence is not None and getattr(divergence, "witness", None) else None
+    witness = divergence.witness_args() if divergence is not None else None
     search = Search(adapter, clause, cfg, seed, witness)
     strategy = clause.cases(caps)
     try:
