@@ -73,27 +73,36 @@ def build_witness(spec: dict[str, Any]) -> dict[str, Any]:
 
     from suites.strategies import np_dtype
 
-    args = {}
-    for name, arr in spec.items():
+    def array(arr):
         dtype = np_dtype(arr["dtype"])
         if "bits" in arr:
-            args[name] = np.array(arr["bits"], dtype=f"u{dtype.itemsize}").view(dtype)
-        else:
-            args[name] = np.array(arr["values"], dtype=dtype)
-    return args
+            return np.array(arr["bits"], dtype=f"u{dtype.itemsize}").view(dtype)
+        return np.array(arr["values"], dtype=dtype)
+
+    # an argument is an array, a list of arrays (shards) or a plain string (a strategy)
+    return {name: arg if isinstance(arg, str) else [array(a) for a in arg] if isinstance(arg, list) else array(arg)
+            for name, arg in spec.items()}
 
 
 def _check_witness(where: str, w: Any) -> None:
     shape = "witness = { table = { dtype = \"bfloat16\", bits = [[0x7f81]] }, ids = { dtype = \"int32\", values = [0, 0] } }"
     if not isinstance(w, dict) or not w:
         raise ExpectationsError(f"{where}: witness must map argument names to arrays, e.g. {shape}")
-    for name, arr in w.items():
-        if not isinstance(arr, dict) or "dtype" not in arr or len(set(arr) & {"values", "bits"}) != 1 or len(arr) != 2:
-            raise ExpectationsError(f"{where}: witness argument {name!r} must hold dtype and one of values, bits, e.g. {shape}")
+    for name, arg in w.items():
+        if isinstance(arg, str):
+            continue
+        for arr in (arg if isinstance(arg, list) and arg else [arg]):
+            _check_witness_array(where, name, arr, shape)
     try:
         build_witness(w)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ExpectationsError(f"{where}: witness does not build arrays: {exc}") from None
+
+
+def _check_witness_array(where: str, name: str, arr: Any, shape: str) -> None:
+    if not isinstance(arr, dict) or "dtype" not in arr or len(set(arr) & {"values", "bits"}) != 1 or len(arr) != 2:
+        raise ExpectationsError(f"{where}: witness argument {name!r} must hold dtype and one of values, bits "
+                                f"(or be a list of such arrays, or a string), e.g. {shape}")
 
 
 def _load_file(path: Path) -> list[dict[str, Any]]:
