@@ -3,12 +3,19 @@ framework (per Keras backend, since Keras fixes its backend per process): each
 process imports only its framework, and one that crashes or hangs costs only its
 own checks (status ``error``); the next check starts a fresh worker. The numpy
 oracle and third-party adapters run in the pytest process.
+
+A worker's checks can also be submitted ahead (``submit``): a thread per worker
+feeds them to it in order, and a slot semaphore shared by all workers bounds how
+many compute at once, so one pytest process keeps every core busy.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
+import threading
 import traceback
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -60,6 +67,16 @@ class LocalHost:
         pass
 
 
+_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
+_starting = threading.Lock()  # a start edits os.environ, which every thread shares
+
+
+def set_parallelism(n: int) -> None:
+    """At most ``n`` submitted checks compute at once, across all workers."""
+    global _slots
+    _slots = threading.BoundedSemaphore(max(1, n))
+
+
 # --- the worker side ----------------------------------------------------------------
 
 def _serve(conn, group: str) -> None:
@@ -97,21 +114,26 @@ class WorkerHost:
         self.group, self.env, self.timeout = group, env, timeout
         self.proc = None
         self.conn = None
+        self._queue: queue.Queue | None = None
+        self._busy = threading.Lock()  # held while the feeding thread talks to the process
+        self._closed = False
 
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)  # the child inherits the environment at start
-        try:
-            self.proc = ctx.Process(target=_serve, args=(child, self.group), name=f"conformance-{self.group}", daemon=True)
-            self.proc.start()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        with _starting:
+            saved = {k: os.environ.get(k) for k in self.env}
+            os.environ.update(self.env)  # the child inherits the environment at start
+            try:
+                self.proc = ctx.Process(target=_serve, args=(child, self.group), name=f"conformance-{self.group}",
+                                        daemon=True)
+                self.proc.start()
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
         child.close()
         self.conn = parent
 
@@ -135,20 +157,69 @@ class WorkerHost:
             return {"status": "error", "reason": f"the {self.group} worker process died (exit code {code}) during this "
                                                  f"check; the next check starts a new one"}
 
+    @property
+    def feeding(self) -> bool:
+        """Whether a thread owns this worker's pipe (then every check goes through ``submit``)."""
+        return self._queue is not None
+
+    def submit(self, spec: str, job: Job) -> Future:
+        """Queue a check; the future's result is ``run_spec``'s record."""
+        fut: Future = Future()
+        if self._queue is None:
+            self._queue = queue.Queue()
+            # a daemon thread, not an executor's: a check still computing must not block exit
+            threading.Thread(target=self._feed, name=f"conformance-{self.group}-feed", daemon=True).start()
+        self._queue.put((fut, spec, job))
+        return fut
+
+    def _feed(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fut, spec, job = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            slots = _slots  # release the semaphore acquired even if set_parallelism replaces it
+            with slots, self._busy:
+                try:
+                    rec = ({"status": "error", "reason": f"the {self.group} worker was closed before this check ran"}
+                           if self._closed else self.run_spec(spec, job))
+                except Exception as exc:
+                    rec = {"status": "error", "reason": f"worker host: {type(exc).__name__}: {exc}",
+                           "detail": traceback.format_exc(limit=-4)[-1500:]}
+            fut.set_result(rec)
+
     def _kill(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(5)
+        proc = self.proc
+        if proc is not None and proc.is_alive():
+            proc.kill()
+            proc.join(5)
         self.proc = None
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            try:
-                self.conn.send(None)
-                self.proc.join(10)
-            except (OSError, BrokenPipeError):
-                pass
-        self._kill()
+        self._closed = True
+        if self._queue is not None:
+            while True:  # cancel what has not started, then stop the thread
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+            self._queue.put(None)
+        if not self._busy.acquire(blocking=False):
+            # a check is computing (the run was stopped early): nobody waits for it, and
+            # killing the process makes its pipe read EOF, so the thread finishes
+            self._kill()
+            return
+        try:
+            if self.proc is not None and self.proc.is_alive():
+                try:
+                    self.conn.send(None)
+                    self.proc.join(10)
+                except (OSError, BrokenPipeError):
+                    pass
+            self._kill()
+        finally:
+            self._busy.release()
 
 
 class BuiltinHost:
@@ -158,7 +229,12 @@ class BuiltinHost:
         self.builtin, self.worker = builtin, worker
 
     def run(self, job: Job) -> dict:
+        if self.worker.feeding:  # never talk to the process beside its thread
+            return self.submit(job).result()
         return self.worker.run_spec(self.builtin.factory, job)
+
+    def submit(self, job: Job) -> Future:
+        return self.worker.submit(self.builtin.factory, job)
 
     def close(self) -> None:
         pass

@@ -9,6 +9,7 @@ import importlib.metadata
 import os
 import secrets
 import zlib
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from adapters.contract import capabilities_of
 
 from . import divergences as divs
 from .catalogue import CLAUSES, family_clauses, load_all
-from .hosts import BuiltinHost, Job, LocalHost, WorkerHost
+from .hosts import BuiltinHost, Job, LocalHost, WorkerHost, set_parallelism
 
 PASSING = {"conforms", "diverges"}
 SKIPPING = {"not_applicable", "unavailable"}
@@ -40,6 +41,9 @@ def pytest_addoption(parser):
                 help="where results.jsonl, run.json and index.html are written (default: reports/latest)")
     g.addoption("--check-timeout", type=float, default=600.0, metavar="SECONDS",
                 help="a worker that does not finish one check in this time is stopped (status error)")
+    g.addoption("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                help="framework worker processes computing checks at once in a run without xdist "
+                     "(default: the number of CPUs); 1 runs one check at a time")
 
 
 @dataclass
@@ -64,6 +68,12 @@ class Conformance:
     records: list[dict] = field(default_factory=list)
     collected: int = 0
     workers: dict[str, WorkerHost] = field(default_factory=dict)
+    pending: dict[tuple[str, str], Future] = field(default_factory=dict)  # submitted ahead, by (adapter, clause)
+
+    def job(self, entry: Entry, clause_id: str) -> Job:
+        div = divs.declared(self.declared, entry.name, clause_id, entry.versions)
+        seed = None if self.seed is None else (self.seed ^ zlib.crc32(f"{entry.name}|{clause_id}".encode())) & 0xFFFFFFFF
+        return Job(clause_id, self.profile, seed, div)
 
     def run(self, entry: Entry, clause_id: str) -> dict:
         clause = CLAUSES[clause_id]
@@ -73,10 +83,10 @@ class Conformance:
             base["tolerance"] = clause.tolerance
         if entry.unavailable:
             return {**base, "status": "unavailable", "reason": entry.unavailable, "examples": 0, "seconds": 0.0}
-        div = divs.declared(self.declared, entry.name, clause.id, entry.versions)
-        seed = None if self.seed is None else (self.seed ^ zlib.crc32(f"{entry.name}|{clause.id}".encode())) & 0xFFFFFFFF
-        rec = {**base, **entry.host.run(Job(clause.id, self.profile, seed, div))}
-        rec["divergence"] = div.as_dict() if div is not None else None
+        job = self.job(entry, clause_id)
+        fut = self.pending.pop((entry.name, clause_id), None)
+        rec = {**base, **(fut.result() if fut is not None else entry.host.run(job))}
+        rec["divergence"] = job.divergence.as_dict() if job.divergence is not None else None
         return rec
 
     def close(self) -> None:
@@ -150,6 +160,8 @@ def pytest_configure(config):
         declared = divs.load(config.getoption("expectations"), clauses, _all_models())
     except divs.ExpectationsError as exc:
         raise pytest.UsageError(f"--expectations: {exc}") from None
+    if config.getoption("workers") < 1:
+        raise pytest.UsageError(f"--workers: must be at least 1, not {config.getoption('workers')}")
     entries, workers = _entries(config, config.getoption("check_timeout"))
     profile = _profile(config)
     seed = config.getoption("hypothesis_seed", default=None)
@@ -213,6 +225,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(entry.group))
             item.add_marker(pytest.mark.conformance)
             conf.collected += 1
+
+
+def _distributed(config) -> bool:
+    return (hasattr(config, "workerinput") or bool(config.getoption("numprocesses", None))
+            or getattr(config.option, "dist", "no") != "no")
+
+
+def pytest_collection_finish(session):
+    """Without xdist, submit every framework check now, in item order: the workers
+    compute ahead while the items consume their results one by one."""
+    config = session.config
+    conf = config.stash.get(STASH, None)
+    n = config.getoption("workers")
+    if conf is None or n <= 1 or config.option.collectonly or _distributed(config):
+        return
+    set_parallelism(n)
+    for item in session.items:
+        cs = getattr(item, "callspec", None)
+        if cs is None or "check" not in cs.params:
+            continue
+        clause_id, name = cs.params["check"]
+        entry = conf.entries[name]
+        if isinstance(entry.host, BuiltinHost) and not entry.unavailable and (name, clause_id) not in conf.pending:
+            conf.pending[(name, clause_id)] = entry.host.submit(conf.job(entry, clause_id))
 
 
 class Recorder:

@@ -188,3 +188,15 @@ def test_a_hanging_worker_is_stopped_and_the_next_check_runs():
         assert rec["status"] == "conforms"
     finally:
         host.close()
+
+
+def test_concurrent_workers_record_what_one_at_a_time_records(tmp_path):
+    # two framework groups computing at once must not change a record, nor the order of records
+    selection = ("--adapters=torch.nn.functional.embedding,-[compile],tf.compat.v1.nn.embedding_lookup",
+                 "-k", "ids.negative or shape.output")
+    runs = {}
+    for n in (1, 2):
+        proc, records = run_suite(*selection, f"--workers={n}", report_dir=tmp_path / str(n))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        runs[n] = [{k: v for k, v in r.items() if k not in ("seconds", "timing")} for r in records]
+    assert len(runs[1]) == 4 and runs[2] == runs[1]
