@@ -33,7 +33,7 @@ class Clause:
     id: str
     statement: str
     method: str  # the adapter method the clause calls
-    cases: Callable[[Capabilities], st.SearchStrategy[Args]]
+    cases: Callable[[Capabilities, tuple], st.SearchStrategy[Args]]  # (caps, signature pool)
     oracle: Callable[[Args, Sequence[str], Capabilities], Any]  # what must come back under a model
     compare: Callable[[assertions.Outcome, assertions.Outcome], str | None] = assertions.same_bits
     applicable: Callable[[Capabilities, Any], str | None] = lambda caps, adapter: None

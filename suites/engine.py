@@ -22,6 +22,7 @@ from adapters.contract import LookupFailure, capabilities_of
 
 from .assertions import Outcome, invoke
 from .catalogue import Clause
+from .signatures import make_pool
 from .source import args_source, example_source
 
 PROFILES = {
@@ -31,6 +32,9 @@ PROFILES = {
     "ci": dict(max_examples=100, derandomize=True),
     "thorough": dict(max_examples=1000),
 }
+# signatures per adapter and run (suites/signatures.py): a compiled adapter compiles
+# about this many times per method, whatever the number of examples
+POOL_SIZES = {"default": 16, "ci": 16, "thorough": 64}
 
 
 class Counterexample(Exception):
@@ -134,7 +138,8 @@ def diagnose(adapter: Any, clause: Clause, found: Counterexample) -> str:
     return f"; on this example the outcome matches behaviour model{'s' if len(matches) > 1 else ''} {', '.join(matches[:4])}"
 
 
-def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, divergence: Any | None) -> dict:
+def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, divergence: Any | None,
+              run_seed: int = 0) -> dict:
     """Status and evidence of one check, as the fields of a results record."""
     start = time.perf_counter()
     rec: dict[str, Any] = {}
@@ -147,7 +152,7 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
     cfg = hypothesis_settings(profile)
     witness = divergence.witness_args() if divergence is not None else None
     search = Search(adapter, clause, cfg, seed, witness)
-    strategy = clause.cases(caps)
+    strategy = clause.cases(caps, make_pool(caps, POOL_SIZES[profile], 0 if cfg.derandomize else run_seed))
     try:
         found = search.run(strategy, ())
         if found is None:

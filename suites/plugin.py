@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import secrets
+import time
 import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class Conformance:
     def job(self, entry: Entry, clause_id: str) -> Job:
         div = divs.declared(self.declared, entry.name, clause_id, entry.versions)
         seed = None if self.seed is None else (self.seed ^ zlib.crc32(f"{entry.name}|{clause_id}".encode())) & 0xFFFFFFFF
-        return Job(clause_id, self.profile, seed, div)
+        return Job(clause_id, self.profile, seed, div, run_seed=self.seed or 0)
 
     def run(self, entry: Entry, clause_id: str) -> dict:
         clause = CLAUSES[clause_id]
@@ -89,9 +90,18 @@ class Conformance:
         rec["divergence"] = job.divergence.as_dict() if job.divergence is not None else None
         return rec
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ask every worker to exit; they shut down together, while the report is written."""
         for w in self.workers.values():
-            w.close()
+            w.stop()
+
+    def reap(self, grace: float = 1.0) -> None:
+        """Wait ``grace`` seconds in all for the workers to exit, then kill the rest:
+        every result is in, and a framework's interpreter teardown (seconds, for some)
+        has nothing left to save."""
+        deadline = time.monotonic() + grace
+        for w in self.workers.values():
+            w.reap(max(0.0, deadline - time.monotonic()))
 
 
 # --- configuration ----------------------------------------------------------------
@@ -265,9 +275,15 @@ class Recorder:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session, exitstatus):
         conf = self.conf
-        conf.close()
-        config = session.config
-        if hasattr(config, "workerinput") or not (conf.records or conf.collected):
+        conf.stop()
+        try:
+            self._write(session)
+        finally:
+            conf.reap()
+
+    def _write(self, session) -> None:
+        conf, config = self.conf, session.config
+        if hasattr(config, "workerinput") or not (conf.records or conf.collected) or config.option.collectonly:
             return  # an xdist worker (the controller writes), or no check ran: keep the last report
         from reports import recording
 

@@ -1,23 +1,28 @@
 """Hypothesis strategies for tables, ids, shard lists and upstream gradients.
 
-Built on hypothesis.extra.numpy. Floats are drawn as bit patterns (every NaN
-payload, both zeros, infinities and subnormals are reachable, nothing is
-rejected), with the special values favoured. Ids favour the boundaries 0, V-1,
-V, -1, -V, -V-1 and each dtype's extremes. Sizes stay small: a lookup's
-behaviour does not depend on size, and small draws shrink to clear examples.
+Every example takes its signature (table dtype, V, row shape, ids dtype, ids
+shape) from the run's signature pool (suites/signatures.py), so that compiled
+adapters compile once per signature, not once per example; the values are drawn
+afresh each time. An array costs one draw: a byte string decoded into its
+elements (hypothesis.extra.numpy draws element by element, ten times the cost for
+the sizes here, and shrinks no better). Floats are bit patterns: every NaN
+payload, both zeros, infinities and subnormals are reachable, nothing is rejected,
+and the special values are favoured. Ids favour the boundaries 0, V-1, V, -1, -V,
+-V-1 and each dtype's extremes. Byte strings shrink towards zero bytes, which
+decode to +0.0, id 0 and the first value of each planted range: the simplest
+example that still departs.
 """
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable, Sequence
 
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from adapters.contract import Capabilities, INT_DTYPES
 
-MAX_V = 9
-MAX_SIDE = 3
+from .signatures import MAX_SIDE, MAX_V, Signature, project, select  # noqa: F401  (MAX_SIDE, MAX_V re-exported)
 
 
 @lru_cache(maxsize=None)
@@ -29,9 +34,30 @@ def np_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
+# --- cached strategy builders (building and validating a strategy costs more than a draw)
+
+@lru_cache(maxsize=None)
+def raw(nbytes: int) -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=nbytes, max_size=nbytes)
+
+
+@lru_cache(maxsize=None)
+def ints(lo: int, hi: int) -> st.SearchStrategy[int]:
+    return st.integers(lo, hi)
+
+
+@lru_cache(maxsize=None)
+def choice(options: tuple) -> st.SearchStrategy:
+    return st.sampled_from(options)
+
+
+def _size(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
 # --- float bit patterns ---------------------------------------------------------
 
-# (sign, exponent bits, mantissa bits) per float width
+# (exponent bits, mantissa bits) per float width
 _LAYOUT = {"float16": (5, 10), "bfloat16": (8, 7), "float32": (8, 23), "float64": (11, 52)}
 
 
@@ -43,7 +69,7 @@ def special_bits(dtype_name: str) -> tuple[int, ...]:
     sign = 1 << (e + m)
     exp_all = ((1 << e) - 1) << m
     quiet = 1 << (m - 1)
-    patterns = [
+    return (
         0, sign,                                  # +0.0, -0.0
         exp_all, sign | exp_all,                  # +inf, -inf
         exp_all | quiet,                          # canonical quiet NaN
@@ -53,166 +79,69 @@ def special_bits(dtype_name: str) -> tuple[int, ...]:
         1, (1 << m) - 1, sign | 1,                # subnormals: min, max, negative min
         exp_all - 1,                              # max finite
         (((1 << (e - 1)) - 1) << m),              # 1.0
-    ]
-    return tuple(patterns)
+    )
 
 
 @lru_cache(maxsize=None)
-def _raw(nbytes: int) -> st.SearchStrategy[bytes]:
-    return st.binary(min_size=nbytes, max_size=nbytes)
+def _specials_array(dtype_name: str) -> np.ndarray:
+    return np.array(special_bits(dtype_name), dtype=f"u{np_dtype(dtype_name).itemsize}")
 
 
-# at least one special value in every non-empty table: a lookup that changes one
-# bit pattern (a NaN payload, a subnormal) is met in most examples, on every seed
-_SPECIAL_COUNT = st.integers(1, 4)
-_ALL_SPECIAL = st.booleans()
-
-
-@lru_cache(maxsize=None)
-def ints(lo: int, hi: int) -> st.SearchStrategy[int]:
-    """st.integers, built once per range (building and validating a strategy costs
-    more than drawing from it)."""
-    return st.integers(lo, hi)
-
-
-@lru_cache(maxsize=None)
-def choice(options: tuple) -> st.SearchStrategy:
-    return st.sampled_from(options)
-
-
-@st.composite
-def _bit_tables(draw, dtype_name: str, shape: tuple[int, ...]):
-    # one draw of raw bytes for the whole table (cheap, shrinks to +0.0), then a
-    # few special bit patterns planted at drawn positions
+def _bit_table(buf: bytes, dtype_name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Byte 0: the whole table special (>= 128) or not; then one selector byte per
+    element (>= 192: a special pattern, one in four); then every element's bits.
+    A table that is not wholly special still holds one special value at least: a
+    lookup that changes one bit pattern (a NaN payload, a subnormal) shows it in most
+    examples, on every seed."""
     dtype = np_dtype(dtype_name)
-    bits_dtype = np.dtype(f"u{dtype.itemsize}")
-    n = int(np.prod(shape, dtype=np.int64))
-    bits = np.frombuffer(draw(_raw(n * dtype.itemsize)), dtype=bits_dtype).copy()
-    if n and draw(_ALL_SPECIAL, label="every element special"):
-        # a table made only of special values: a lookup that changes any of them
-        # (quiets a NaN, flushes a subnormal) shows it in whichever row it returns
-        specials = np.array(special_bits(dtype_name), dtype=bits_dtype)
-        bits = specials[np.frombuffer(draw(_raw(n)), dtype=np.uint8) % len(specials)]
-    elif n:
-        for _ in range(draw(_SPECIAL_COUNT)):
-            bits[draw(ints(0, n - 1))] = draw(choice(special_bits(dtype_name)))
+    n = _size(shape)
+    specials = _specials_array(dtype_name)
+    sel = np.frombuffer(buf, dtype=np.uint8, count=n, offset=1)
+    if buf[0] >= 128:
+        bits = specials[sel % len(specials)]
+    else:
+        bits = np.frombuffer(buf, dtype=specials.dtype, count=n, offset=1 + n).copy()
+        special = sel >= 192
+        if not special.any():
+            special[buf[0] % n] = True
+        bits[special] = specials[sel[special] % len(specials)]
     return bits.view(dtype).reshape(shape)
 
 
-@st.composite
-def _small_int_arrays(draw, shape: tuple[int, ...], lo: int, hi: int):
-    """Integers in [lo, hi] from one draw of bytes (shrinks towards lo)."""
-    n = int(np.prod(shape, dtype=np.int64))
-    raw = np.frombuffer(draw(_raw(n)), dtype=np.uint8).astype(np.int64)
-    return (lo + raw % (hi - lo + 1)).reshape(shape)
-
-
-@lru_cache(maxsize=4096)
-def tables_of(dtype_name: str, shape: tuple[int, ...], *, finite: bool = False) -> st.SearchStrategy[np.ndarray]:
+def draw_table(draw, dtype_name: str, shape: tuple[int, ...], *, finite: bool = False,
+               label: str = "table") -> np.ndarray:
     """A table of the given dtype and shape: any bit pattern, special values
-    favoured; or, ``finite``, small integer values, exact in every dtype (for
-    clauses whose oracle does arithmetic)."""
+    favoured; or, ``finite``, small integer values in [-8, 8], exact in every dtype
+    (for clauses whose oracle does arithmetic)."""
+    n = _size(shape)
+    dtype = np_dtype(dtype_name)
+    if n == 0:
+        return np.zeros(shape, dtype=dtype)
     if finite:
-        dtype = np_dtype(dtype_name)
-        return _small_int_arrays(shape, -8, 8).map(lambda a: a.astype(dtype))
-    return _bit_tables(dtype_name, shape)
+        return small_ints(draw(raw(n), label=label), shape, -8, 8).astype(dtype)
+    return _bit_table(draw(raw(1 + n * (1 + dtype.itemsize)), label=label), dtype_name, shape)
 
 
-@lru_cache(maxsize=None)
-def row_shapes(caps: Capabilities, *, min_side: int = 1) -> st.SearchStrategy[tuple[int, ...]]:
-    ndims = sorted(caps.table_ndims)
-    return st.sampled_from(ndims).flatmap(
-        lambda nd: hnp.array_shapes(min_dims=nd - 1, max_dims=nd - 1, min_side=min_side, max_side=MAX_SIDE)
-        if nd > 1 else st.just(())
-    )
+def small_ints(buf: bytes, shape: tuple[int, ...], lo: int, hi: int) -> np.ndarray:
+    """Integers in [lo, hi], one byte each (shrinks towards lo)."""
+    return (lo + np.frombuffer(buf, dtype=np.uint8).astype(np.int64) % (hi - lo + 1)).reshape(shape)
 
+
+def draw_upstream(draw, dtype_name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Upstream gradients: small integers and halves in [-8, 8], exact in every float
+    dtype, so the only rounding in a scatter-add is the accumulation itself."""
+    n = _size(shape)
+    dtype = np_dtype(dtype_name)
+    if n == 0:
+        return np.zeros(shape, dtype=dtype)
+    return (small_ints(draw(raw(n), label="upstream"), shape, -16, 16) / 2).astype(dtype)
+
+
+# --- ids --------------------------------------------------------------------------
 
 def dtype_range(name: str) -> tuple[int, int]:
     info = np.iinfo(np.dtype(name))
     return int(info.min), int(info.max)
-
-
-def ids_array(dtype_name: str, shape: tuple[int, ...], elements: st.SearchStrategy[int]) -> st.SearchStrategy[np.ndarray]:
-    """Ids drawn element by element: for small arrays of arbitrary values."""
-    return hnp.arrays(np.dtype(dtype_name), shape, elements=elements)
-
-
-@st.composite
-def _valid_array(draw, dtype_name: str, shape: tuple[int, ...], v: int):
-    # one draw of bytes gives every id; then the boundaries 0 and V-1 planted
-    n = int(np.prod(shape, dtype=np.int64))
-    raw = np.frombuffer(draw(_raw(2 * n)), dtype=np.uint16).astype(np.int64) % v
-    if n:
-        for _ in range(draw(ints(0, 2))):
-            raw[draw(ints(0, n - 1))] = draw(choice(tuple(sorted({0, v - 1}))))
-    return raw.reshape(shape).astype(dtype_name)
-
-
-_ID_SHAPES = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=MAX_SIDE)
-_NONEMPTY_SHAPES = {d: hnp.array_shapes(min_dims=d, max_dims=4, min_side=1, max_side=MAX_SIDE) for d in range(5)}
-
-
-@st.composite
-def _zero_size_shape(draw):
-    shape = list(draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=MAX_SIDE)))
-    shape[draw(ints(0, len(shape) - 1))] = 0
-    return tuple(shape)
-
-
-@lru_cache(maxsize=None)
-def in_range_ids(id_dtype: str, v: int) -> st.SearchStrategy[np.ndarray]:
-    """Valid ids of any rank 0..4; zero-size shapes included (the only ones when V == 0)."""
-    if v == 0:
-        return _zero_size_shape().map(lambda s: np.zeros(s, dtype=id_dtype))
-    return _ID_SHAPES.flatmap(lambda s: _valid_array(id_dtype, s, v))
-
-
-@st.composite
-def planted_ids(draw, dtype_name: str, v: int, targets: st.SearchStrategy[int], *, min_dims: int = 0):
-    """An ids array holding at least one id drawn from ``targets`` (the inputs a
-    clause is about), the rest valid ids."""
-    shape = draw(_NONEMPTY_SHAPES[min_dims], label="ids.shape")
-    if v > 0:
-        ids = draw(_valid_array(dtype_name, shape, v), label="ids")
-    else:  # nothing is valid: every id is a target
-        ids = np.full(shape, draw(targets), dtype=dtype_name)
-    for _ in range(draw(ints(1, 3), label="planted count")):
-        ids.reshape(-1)[draw(ints(0, ids.size - 1), label="planted position")] = draw(targets, label="planted id")
-    return ids
-
-
-def upstreams(dtype_name: str, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
-    """Upstream gradients: small integers and halves, exact in every float dtype,
-    so the only rounding in a scatter-add is the accumulation itself."""
-    dtype = np_dtype(dtype_name)
-    return _small_int_arrays(shape, -16, 16).map(lambda a: (a / 2).astype(dtype))
-
-
-SIGNED = tuple(d for d in INT_DTYPES if d.startswith("int"))
-
-
-# --- whole lookup cases -----------------------------------------------------------
-
-@lru_cache(maxsize=None)
-def _row_counts(lo: int, hi: int) -> st.SearchStrategy[int]:
-    small = ints(lo, min(lo + 1, hi))
-    return st.one_of(small, ints(lo, hi), ints(lo, hi))
-
-
-@st.composite
-def lookup_args(draw, caps: Capabilities, *, ids=in_range_ids, v_min: int = 0, v_max: int = MAX_V,
-                id_dtypes: tuple[str, ...] | None = None, table_dtypes: tuple[str, ...] | None = None,
-                row_min_side: int = 1, finite: bool = False):
-    """``{"table": ..., "ids": ...}``; ``ids(id_dtype, V)`` is the clause's aim."""
-    dtype = draw(choice(tuple(table_dtypes or caps.table_dtypes)), label="table dtype")
-    v_min = max(v_min, caps.min_rows)
-    # the smallest tables are where compilers take shortcuts (a one-row gather
-    # becomes a broadcast): favoured, one example in three
-    v = draw(_row_counts(v_min, max(v_max, v_min)), label="V")
-    row = draw(row_shapes(caps, min_side=row_min_side), label="row shape")
-    table = draw(tables_of(dtype, (v, *row), finite=finite), label="table")
-    id_dtype = draw(choice(tuple(id_dtypes or caps.id_dtypes)), label="ids dtype")
-    return {"table": table, "ids": draw(ids(id_dtype, v), label="ids")}
 
 
 def fits(dtype_name: str, *values: int) -> bool:
@@ -220,15 +149,114 @@ def fits(dtype_name: str, *values: int) -> bool:
     return all(lo <= x <= hi for x in values)
 
 
-# --- shard lists --------------------------------------------------------------------
+SIGNED = tuple(d for d in INT_DTYPES if d.startswith("int"))
+
+
+def _valid(buf: bytes, v: int) -> np.ndarray:
+    # two bytes an id: one in eight is the last row V-1, the rest uniform in [0, V)
+    raw16 = np.frombuffer(buf, dtype=np.uint16).astype(np.int64)
+    return np.where(raw16 >= 0xE000, v - 1, raw16 % v)
+
+
+def draw_valid_ids(draw, dtype_name: str, shape: tuple[int, ...], v: int, label: str = "ids") -> np.ndarray:
+    """Ids in [0, V) of the given dtype and shape (V == 0: the shape must be zero-size)."""
+    n = _size(shape)
+    if n == 0:
+        return np.zeros(shape, dtype=dtype_name)
+    if v == 0:
+        raise ValueError(f"no valid ids of shape {shape} for a table with no rows")
+    return _valid(draw(raw(2 * n), label=label), v).reshape(shape).astype(dtype_name)
+
+
+# A flavour of bad ids is a tuple of closed ranges (lo, hi); a planted id picks one
+# range and a value in it. One flavour per example: an array whose bad ids are all
+# of one kind meets a lookup that turns that kind wholly into valid rows.
+Flavour = tuple[tuple[int, int], ...]
+Aim = Callable[[str, int], Sequence[Flavour]]  # (ids dtype, V) -> the flavours of a clause
+PLANTS = 3
+_PLANT_BYTES = 1 + PLANTS * 11  # a count byte; per plant: 2 position bytes, a range byte, 8 value bytes
+
+
+@lru_cache(maxsize=None)
+def _flavours(aim: Aim, dtype_name: str, v: int) -> tuple[Flavour, ...]:
+    """The aim's flavours for one ids dtype and V, cut to the dtype's range."""
+    lo, hi = dtype_range(dtype_name)
+    out = []
+    for flavour in aim(dtype_name, v):
+        ranges = tuple((max(a, lo), min(b, hi)) for a, b in flavour if max(a, lo) <= min(b, hi))
+        if ranges:
+            out.append(ranges)
+    if not out:
+        raise ValueError(f"{aim.__qualname__} has no ids of dtype {dtype_name} for V = {v}")
+    return tuple(out)
+
+
+def _target(buf: bytes, flavour: Flavour) -> int:
+    a, b = flavour[buf[0] % len(flavour)]
+    return a + int.from_bytes(buf[1:9], "little") % (b - a + 1)
+
+
+def draw_planted_ids(draw, dtype_name: str, shape: tuple[int, ...], v: int, aim: Aim) -> np.ndarray:
+    """An ids array (at least one id) holding 1 to 3 ids of one of the aim's flavours
+    (the inputs a clause is about); the rest valid ids, or, with V == 0, all of them
+    of that flavour."""
+    flavours = _flavours(aim, dtype_name, v)
+    flavour = flavours[draw(ints(0, len(flavours) - 1), label="flavour")] if len(flavours) > 1 else flavours[0]
+    n = _size(shape)
+    plant = draw(raw(_PLANT_BYTES), label="planted ids")
+    if v > 0:
+        ids = draw_valid_ids(draw, dtype_name, shape, v).reshape(-1)
+    else:  # nothing is valid: every id is a target
+        ids = np.full(n, _target(plant[3:12], flavour), dtype=dtype_name)
+    for k in range(1 + plant[0] % PLANTS):
+        at = 1 + 11 * k
+        ids[int.from_bytes(plant[at:at + 2], "little") % n] = _target(plant[at + 2:at + 11], flavour)
+    return ids.reshape(shape)
+
+
+def draw_ids(draw, sig: Signature, aim: Aim | None) -> np.ndarray:
+    if aim is None:
+        return draw_valid_ids(draw, sig.ids_dtype, sig.ids_shape, sig.v)
+    return draw_planted_ids(draw, sig.ids_dtype, sig.ids_shape, sig.v, aim)
+
+
+# --- whole lookup cases -----------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def signatures(caps: Capabilities, pool: tuple[Signature, ...], *, nonempty: bool = False, v_min: int = 0,
+               v_max: int = MAX_V, id_dtypes: tuple[str, ...] | None = None,
+               table_dtypes: tuple[str, ...] | None = None, row_min_side: int = 1) -> tuple[Signature, ...]:
+    """The signatures a clause draws for an adapter: the pool as the adapter takes it
+    (its table dtypes, ids dtypes, fewest rows), then the rows the clause allows
+    among them (suites.signatures.select); ``nonempty``: at least one id (for
+    clauses that plant the ids they are about). A clause about ids dtypes the
+    adapter does not declare starts from the pool's own ids dtypes."""
+    id_dtypes = id_dtypes or caps.id_dtypes
+    table_dtypes = table_dtypes or caps.table_dtypes
+    base = project(pool, v_min=caps.min_rows, id_dtypes=caps.id_dtypes if set(id_dtypes) <= set(caps.id_dtypes)
+                   else INT_DTYPES, table_dtypes=caps.table_dtypes)
+    return select(base, minimum=max(1, len(pool) // 3), v_min=max(v_min, caps.min_rows), v_max=v_max,
+                  id_dtypes=id_dtypes, table_dtypes=table_dtypes, row_min_side=row_min_side,
+                  ids="nonempty" if nonempty else "valid")
+
+
+def draw_lookup(draw, sigs: tuple[Signature, ...], aim: Aim | None = None, *, finite: bool = False):
+    """(signature, {"table": ..., "ids": ...}); ``aim`` the clause's bad ids, if any."""
+    sig = draw(choice(sigs), label="signature")
+    table = draw_table(draw, sig.table_dtype, sig.table_shape, finite=finite)
+    return sig, {"table": table, "ids": draw_ids(draw, sig, aim)}
+
 
 @st.composite
-def logical_tables(draw, caps: Capabilities, *, n_min: int = 0, n_max: int = 10, finite: bool = False):
-    dtype = draw(st.sampled_from(caps.table_dtypes), label="table dtype")
-    n_min = max(n_min, caps.min_rows)
-    n = draw(st.integers(n_min, max(n_max, n_min)), label="N")
-    row = draw(row_shapes(caps), label="row shape")
-    return draw(tables_of(dtype, (n, *row), finite=finite), label="logical table")
+def _lookups(draw, sigs, aim, finite):
+    return draw_lookup(draw, sigs, aim, finite=finite)[1]
+
+
+def lookup_args(caps: Capabilities, pool: tuple[Signature, ...], *, aim: Aim | None = None, finite: bool = False,
+                **constraints) -> st.SearchStrategy[dict]:
+    """``{"table": ..., "ids": ...}`` from the pool under the clause's ``constraints``
+    (see ``signatures``); ``aim(ids dtype, V)`` gives the flavours of bad ids to plant."""
+    return _lookups(signatures(caps, pool, nonempty=aim is not None, **constraints), aim, finite)
 
 
 def strategies_of(caps: Capabilities, wanted: tuple[str, ...] = ("mod", "div")) -> tuple[str, ...]:

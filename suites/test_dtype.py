@@ -10,8 +10,8 @@ from suites.strategies import lookup_args
     "out.dtype == table.dtype, for every float dtype the API takes (float16, bfloat16, float32, float64)",
     compare=assertions.same_dtype, **LOOKUP,
 )
-def output_dtype_cases(caps):
-    return lookup_args(caps)
+def output_dtype_cases(caps, pool):
+    return lookup_args(caps, pool)
 
 
 def test_clause(check):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from adapters.contract import INT_DTYPES, InvalidIds
 from suites.catalogue import clause
 from suites.lookup_clauses import LOOKUP, lookup_oracle
-from suites.strategies import MAX_SIDE, MAX_V, SIGNED, dtype_range, fits, lookup_args, planted_ids
+from suites.strategies import (MAX_V, SIGNED, draw_table, dtype_range, fits, lookup_args, raw, signatures,
+                               choice)
 
 
 def _not_applicable_without(dtypes):
@@ -36,25 +36,30 @@ def _dtypes_oracle(args, model, caps):
     "ids of every signed and unsigned integer dtype, 8 to 64 bits, give exact rows, or InvalidIds where the adapter declares the dtype unsupported",
     **{**LOOKUP, "oracle": _dtypes_oracle},
 )
-def id_dtype_cases(caps):
-    return lookup_args(caps, v_min=1, id_dtypes=INT_DTYPES)
+def id_dtype_cases(caps, pool):
+    return lookup_args(caps, pool, v_min=1, id_dtypes=INT_DTYPES)
 
 
 # --- ids.float ---------------------------------------------------------------------
 
+# the pool's integer ids dtype picks the float kind, so that the kinds repeat with the signatures
+FLOAT_KIND = {"int8": "bool", "uint8": "bool", "int16": "float16", "uint16": "float16",
+              "int32": "float32", "uint32": "float32", "int64": "float64", "uint64": "float64"}
+
+
 @st.composite
-def _float_ids(draw, caps):
-    args = draw(lookup_args(caps, v_min=1, v_max=6, ids=lambda d, v: st.just(None)))
-    v = args["table"].shape[0]
-    kind = draw(st.sampled_from(["float16", "float32", "float64", "bool"]), label="ids dtype")
-    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=MAX_SIDE), label="ids.shape")
+def _float_ids(draw, sigs):
+    sig = draw(choice(sigs), label="signature")
+    table = draw_table(draw, sig.table_dtype, sig.table_shape)
+    kind = FLOAT_KIND[sig.ids_dtype]
+    codes = np.frombuffer(draw(raw(int(np.prod(sig.ids_shape, dtype=np.int64))), label="ids"), dtype=np.uint8)
     if kind == "bool":
-        ids = draw(hnp.arrays(np.bool_, shape), label="ids")
+        ids = (codes & 1).astype(np.bool_)
     else:
-        # integral and fractional values in about [-V, V]: a truncating lookup returns a valid row for most
-        halves = st.integers(-2 * v, 2 * v - 1).map(lambda x: x / 2)
-        ids = draw(hnp.arrays(np.dtype(kind), shape, elements=halves), label="ids")
-    return {"table": args["table"], "ids": ids}
+        # integral and fractional values in [-V, V): a truncating lookup returns a valid row for most
+        v = sig.v
+        ids = ((codes.astype(np.int64) % (4 * v) - 2 * v) / 2).astype(kind)
+    return {"table": table, "ids": ids.reshape(sig.ids_shape)}
 
 
 @clause(
@@ -62,19 +67,17 @@ def _float_ids(draw, caps):
     "ids of a float or bool dtype are InvalidIds: never truncated, rounded or read as 0/1",
     **LOOKUP,
 )
-def float_id_cases(caps):
-    return _float_ids(caps)
+def float_id_cases(caps, pool):
+    return _float_ids(signatures(caps, pool, v_min=1, v_max=6, id_dtypes=INT_DTYPES, nonempty=True))
 
 
 # --- ids.out_of_range ----------------------------------------------------------------
 
 def _too_large(id_dtype, v):
-    # one flavour per example: the dtype's top values are where a lookup that casts
-    # ids to a narrower or signed type reads -1, -2, ... and wraps them to rows
+    # the dtype's top values are where a lookup that casts ids to a narrower or
+    # signed type reads -1, -2, ... and wraps them to rows
     hi = dtype_range(id_dtype)[1]
-    flavours = [st.sampled_from([v, v + 1]), st.integers(v, min(hi, v + 1000)),
-                st.integers(max(v, hi - MAX_V), hi), st.just(hi)]
-    return st.sampled_from(flavours).flatmap(lambda targets: planted_ids(id_dtype, v, targets))
+    return [((v, v + 1),), ((v, v + 1000),), ((hi - MAX_V, hi),), ((hi, hi),)]
 
 
 @clause(
@@ -82,19 +85,18 @@ def _too_large(id_dtype, v):
     "an id >= V is out_of_range: never a wrapped, clamped, zero or NaN row",
     **LOOKUP,
 )
-def out_of_range_cases(caps):
+def out_of_range_cases(caps, pool):
     fitting = tuple(d for d in caps.id_dtypes if fits(d, 2 * MAX_V + 2))
-    return lookup_args(caps, id_dtypes=fitting, ids=_too_large)
+    return lookup_args(caps, pool, id_dtypes=fitting, aim=_too_large)
 
 
 # --- ids.negative --------------------------------------------------------------------
 
 def _negative(id_dtype, v):
     lo = dtype_range(id_dtype)[0]
-    boundary = sorted({-1, -v, -v - 1, lo} - {0})
-    near = [st.integers(-v, -1), st.sampled_from(sorted({-1, -v}))] if v else []  # a wrapping lookup reads rows
-    flavours = [st.sampled_from(boundary), st.integers(-v - 2, -1), *near]
-    return st.sampled_from(flavours).flatmap(lambda targets: planted_ids(id_dtype, v, targets))
+    boundary = tuple((b, b) for b in sorted({-1, -v, -v - 1, lo} - {0}))
+    near = [((-v, -1),), ((-1, -1), (-v, -v))] if v else []  # a wrapping lookup reads rows
+    return [boundary, ((-v - 2, -1),), *near]
 
 
 @clause(
@@ -102,8 +104,8 @@ def _negative(id_dtype, v):
     "a negative id is out_of_range, those in [-V, -1] included: never wrapped to row id + V",
     applicable=_not_applicable_without(SIGNED), **LOOKUP,
 )
-def negative_cases(caps):
-    return lookup_args(caps, id_dtypes=tuple(d for d in caps.id_dtypes if d in SIGNED), ids=_negative)
+def negative_cases(caps, pool):
+    return lookup_args(caps, pool, id_dtypes=tuple(d for d in caps.id_dtypes if d in SIGNED), aim=_negative)
 
 
 # --- ids.int64_wide ------------------------------------------------------------------
@@ -111,23 +113,21 @@ def negative_cases(caps):
 def _wide(id_dtype, v):
     """One flavour of wide id per example, so that a narrowing or reinterpreting
     lookup meets an array it turns wholly into valid rows."""
-    r = st.integers(0, max(v - 1, 0))
+    r = v - 1  # ids 0..V-1 once narrowed
     if id_dtype == "int64":
-        flavours = [
-            r.map(lambda x: 2**32 + x),          # narrows to row x
-            r.map(lambda x: -(2**32) + x),       # narrows to row x
-            r.map(lambda x: 2**33 + x),
-            st.sampled_from([2**31, -(2**31) - 1, 2**63 - 1, -(2**63)]),
-            st.integers(2**31, 2**63 - 1), st.integers(-(2**63), -(2**31) - 1),
+        return [
+            ((2**32, 2**32 + r),),               # narrows to a row
+            ((-(2**32), -(2**32) + r),),         # narrows to a row
+            ((2**33, 2**33 + r),),
+            ((2**31, 2**31), (-(2**31) - 1, -(2**31) - 1), (2**63 - 1, 2**63 - 1), (-(2**63), -(2**63))),
+            ((2**31, 2**63 - 1),), ((-(2**63), -(2**31) - 1),),
         ]
-    else:
-        hi = dtype_range(id_dtype)[1]
-        flavours = [
-            r.map(lambda x: hi - x),             # all ones: -1 - x when read as signed
-            r.map(lambda x: 2**31 + x),
-            st.integers(2**31, hi),
-        ] + ([r.map(lambda x: 2**32 + x), r.map(lambda x: 2**63 + x)] if hi > 2**32 else [])
-    return st.sampled_from(flavours).flatmap(lambda targets: planted_ids(id_dtype, v, targets))
+    hi = dtype_range(id_dtype)[1]
+    flavours = [((hi - r, hi),),                 # all ones: -1 - x when read as signed
+                ((2**31, 2**31 + r),), ((2**31, hi),)]
+    if hi > 2**32:
+        flavours += [((2**32, 2**32 + r),), ((2**63, 2**63 + r),)]
+    return flavours
 
 
 WIDE = ("int64", "uint64", "uint32")
@@ -138,8 +138,8 @@ WIDE = ("int64", "uint64", "uint32")
     "an int64 (or uint32/uint64) id at or past +-2**31 is never narrowed: 2**32 + 1 is out_of_range, not row 1",
     applicable=_not_applicable_without(WIDE), **LOOKUP,
 )
-def wide_cases(caps):
-    return lookup_args(caps, v_min=1, id_dtypes=tuple(d for d in caps.id_dtypes if d in WIDE), ids=_wide)
+def wide_cases(caps, pool):
+    return lookup_args(caps, pool, v_min=1, id_dtypes=tuple(d for d in caps.id_dtypes if d in WIDE), aim=_wide)
 
 
 def test_clause(check):

@@ -6,13 +6,15 @@ the logical table. Each strategy below builds shard lists from a logical table
 with the oracle's own partitioner (canonical) or breaks one on purpose."""
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 from hypothesis import strategies as st
 
 from adapters import partition
 from suites.catalogue import clause
-from suites.strategies import (in_range_ids, logical_tables, np_dtype, planted_ids, row_shapes, strategies_of,
-                               tables_of)
+from suites.strategies import (choice, draw_ids, draw_table, draw_valid_ids, ints, np_dtype, signatures,
+                               strategies_of)
 
 SUSPECTS = (
     ("route_by_total",), ("wrap_negative",), ("clip",), ("route_by_total", "wrap_negative"),
@@ -36,72 +38,85 @@ def _needs(*wanted):
 
 
 @st.composite
-def _canonical(draw, caps, wanted=("mod", "div"), *, p_of=None, ids=in_range_ids, n_min=0, n_max=10):
-    """A canonical shard list of a drawn logical table, and ids for it."""
-    strategy = draw(st.sampled_from(strategies_of(caps, wanted)), label="strategy")
-    table = draw(logical_tables(caps, n_min=n_min, n_max=n_max), label="logical table")
-    n = table.shape[0]
-    p = draw(p_of(n) if p_of else st.integers(1, max(n, 1) + 2), label="P")
-    id_dtype = draw(st.sampled_from(caps.id_dtypes), label="ids dtype")
-    return {"shards": partition.split(table, p, strategy), "ids": draw(ids(id_dtype, n), label="ids"),
-            "strategy": strategy}
+def _split(draw, sigs, strategies, p_of, aim):
+    strategy = draw(choice(strategies), label="strategy")
+    sig = draw(choice(sigs), label="signature")
+    table = draw_table(draw, sig.table_dtype, sig.table_shape, label="logical table")
+    p = draw(choice(_shard_counts(p_of(sig.v), sig.knob)), label="P")
+    return {"shards": partition.split(table, p, strategy), "ids": draw_ids(draw, sig, aim), "strategy": strategy}
+
+
+def _shard_counts(candidates: range | tuple, knob: int) -> tuple[int, ...]:
+    """The smallest shard count a clause allows and one more picked by the signature's
+    knob: a compiled sharded lookup specialises on the number of shards, so the shard
+    counts go with the signatures (two per signature) instead of being drawn freely."""
+    candidates = tuple(candidates)
+    return tuple(dict.fromkeys((candidates[0], candidates[knob % len(candidates)])))
+
+
+def _canonical(caps, pool, wanted=("mod", "div"), *, p_of=None, aim=None, n_min=0, n_max=10):
+    """A canonical shard list of a logical table (N = the signature's V), and ids for it;
+    ``p_of(N)`` the shard counts the clause allows."""
+    sigs = signatures(caps, pool, nonempty=aim is not None, v_min=n_min, v_max=n_max)
+    return _split(sigs, strategies_of(caps, wanted), p_of or (lambda n: range(1, max(n, 1) + 3)), aim)
 
 
 @clause("partition.mod", "'mod': id i is row i // P of shard i % P, for canonical shard lists",
         applicable=_needs("mod"), **SHARDED)
-def mod_cases(caps):
-    return _canonical(caps, ("mod",), p_of=lambda n: st.integers(1, max(n, 1)), n_min=1)
+def mod_cases(caps, pool):
+    return _canonical(caps, pool, ("mod",), p_of=lambda n: range(1, max(n, 1) + 1), n_min=1)
 
 
 @clause("partition.div", "'div' with N divisible by P: shard s holds the contiguous ids [s*N/P, (s+1)*N/P)",
         applicable=_needs("div"), **SHARDED)
-def div_even_cases(caps):
-    divisors = lambda n: st.sampled_from([p for p in range(1, n + 1) if n % p == 0])
-    return _canonical(caps, ("div",), p_of=divisors, n_min=1)
+def div_even_cases(caps, pool):
+    divisors = lambda n: tuple(p for p in range(1, n + 1) if n % p == 0)
+    return _canonical(caps, pool, ("div",), p_of=divisors, n_min=1)
 
 
 @clause("partition.div.uneven", "'div' with N % P = r > 0: the first r shards hold one row more, ids contiguous in shard order",
         applicable=_needs("div"), **SHARDED)
-def div_uneven_cases(caps):
-    uneven = lambda n: st.sampled_from([p for p in range(2, n) if n % p] or [n + 1])
-    return _canonical(caps, ("div",), p_of=uneven, n_min=3)
+def div_uneven_cases(caps, pool):
+    uneven = lambda n: tuple(p for p in range(2, n) if n % p) or (n + 1,)
+    return _canonical(caps, pool, ("div",), p_of=uneven, n_min=3)
 
 
 @clause("partition.single_shard", "one shard is the plain lookup on that shard, under either strategy",
         applicable=_needs("mod", "div"), **SHARDED)
-def single_shard_cases(caps):
-    return _canonical(caps, p_of=lambda n: st.just(1), n_min=1)
+def single_shard_cases(caps, pool):
+    return _canonical(caps, pool, p_of=lambda n: (1,), n_min=1)
 
 
 @clause("partition.equals_plain", "a canonical sharded lookup equals the plain lookup on the logical table, bit for bit (special values included)",
         applicable=_needs("mod", "div"), **SHARDED)
-def equals_plain_cases(caps):
-    return _canonical(caps, n_min=1)
+def equals_plain_cases(caps, pool):
+    return _canonical(caps, pool, n_min=1)
 
 
 def _outside(id_dtype, n):
     # one flavour per example: an array whose bad ids are all negative meets a
     # lookup that wraps them, one whose bad ids are all >= N one that misroutes them
-    flavours = [st.sampled_from([n, n + 1]), st.integers(n, n + 20)]
+    flavours = [((n, n + 1),), ((n, n + 20),)]
     if id_dtype.startswith("int"):
-        flavours += [st.integers(-n - 1, -1), st.just(-1)]
-    return st.sampled_from(flavours).flatmap(lambda targets: planted_ids(id_dtype, n, targets))
+        flavours += [((-n - 1, -1),), ((-1, -1),)]
+    return flavours
 
 
 @clause("partition.out_of_range", "with shards, an id outside [0, N) (negative or >= N) is out_of_range, even where a shard has a row at its local index",
         applicable=_needs("mod", "div"), **SHARDED)
-def sharded_out_of_range_cases(caps):
-    return _canonical(caps, ids=_outside)
+def sharded_out_of_range_cases(caps, pool):
+    return _canonical(caps, pool, aim=_outside)
 
 
-@st.composite
-def _noncanonical(draw, caps):
-    strategy = draw(st.sampled_from(strategies_of(caps)), label="strategy")
-    p = draw(st.integers(2, 4), label="P")
-    sizes = draw(st.lists(st.integers(0, 4), min_size=p, max_size=p), label="shard sizes")
-    n = sum(sizes)
-    if sizes == partition.canonical_sizes(n, p):  # make it not fit: move a row to the last shard
-        if n == 0:
+def _layouts(sig) -> tuple[tuple[int, ...], ...]:
+    """Two shard layouts that fit no strategy: the smallest ([0, 1]: an empty shard
+    before a full one) and one of P = 2..4 shards of 0..4 rows, picked by the signature
+    (layouts go with the signatures: a sharded variable is built per layout)."""
+    rng = np.random.default_rng(zlib.crc32(repr(sig).encode()))
+    p = int(rng.integers(2, 5))
+    sizes = [int(s) for s in rng.integers(0, 5, p)]
+    if sizes == partition.canonical_sizes(sum(sizes), p):  # make it not fit: move a row to the last shard
+        if sum(sizes) == 0:
             sizes[-1] = 1
         else:
             donor = next(k for k, s in enumerate(sizes) if s)
@@ -109,35 +124,42 @@ def _noncanonical(draw, caps):
             sizes[-1 if donor != p - 1 else 0] += 1
         if sizes == partition.canonical_sizes(sum(sizes), p):
             sizes = [sum(sizes)] + [0] * (p - 1)
+    return tuple(dict.fromkeys(((0, 1), tuple(sizes))))
+
+
+@st.composite
+def _noncanonical_draw(draw, sigs, strategies):
+    strategy = draw(choice(strategies), label="strategy")
+    sig = draw(choice(sigs), label="signature")
+    sizes = draw(choice(_layouts(sig)), label="shard sizes")
     n = sum(sizes)
-    dtype = draw(st.sampled_from(caps.table_dtypes), label="table dtype")
-    row = draw(row_shapes(caps), label="row shape")
-    shards = [draw(tables_of(dtype, (s, *row)), label=f"shard {k}") for k, s in enumerate(sizes)]
-    id_dtype = draw(st.sampled_from(caps.id_dtypes), label="ids dtype")
-    return {"shards": shards, "ids": draw(in_range_ids(id_dtype, n), label="ids"), "strategy": strategy}
+    rows = draw_table(draw, sig.table_dtype, (n, *sig.row), label="shard rows")
+    shards = np.split(rows, np.cumsum(sizes)[:-1])
+    shape = sig.ids_shape if n or 0 in sig.ids_shape else (*sig.ids_shape[:-1], 0)
+    return {"shards": shards, "ids": draw_valid_ids(draw, sig.ids_dtype, shape, n), "strategy": strategy}
 
 
 @clause("partition.noncanonical", "a shard list whose sizes do not fit the strategy is InvalidShards: never a silently misrouted row",
         applicable=_needs("mod", "div"), **SHARDED)
-def noncanonical_cases(caps):
-    return _noncanonical(caps)
+def noncanonical_cases(caps, pool):
+    return _noncanonical_draw(signatures(caps, pool), strategies_of(caps))
 
 
 @clause("partition.more_shards_than_rows", "P > N (some shards empty) is still a canonical layout: valid ids give their rows",
         applicable=_needs("mod", "div"), **SHARDED)
-def more_shards_cases(caps):
-    return _canonical(caps, p_of=lambda n: st.integers(n + 1, n + 3), n_max=4)
+def more_shards_cases(caps, pool):
+    return _canonical(caps, pool, p_of=lambda n: range(n + 1, n + 4), n_max=4)
 
 
 @st.composite
-def _mismatched(draw, caps):
-    args = draw(_canonical(caps, p_of=lambda n: st.integers(2, max(n, 2)), n_min=2))
+def _mismatched(draw, sigs, strategies, table_dtypes):
+    args = draw(_split(sigs, strategies, lambda n: range(2, max(n, 2) + 1), None))
     shards = args["shards"]
-    k = draw(st.integers(0, len(shards) - 1), label="odd shard")
+    k = draw(ints(0, len(shards) - 1), label="odd shard")
     odd = shards[k]
-    kinds = ["row shape"] + (["dtype"] if len(caps.table_dtypes) > 1 else [])
-    if draw(st.sampled_from(kinds), label="mismatch") == "dtype":
-        other = draw(st.sampled_from([d for d in caps.table_dtypes if d != odd.dtype.name]), label="odd dtype")
+    others = tuple(d for d in table_dtypes if d != odd.dtype.name)
+    if others and draw(choice(("row shape", "dtype")), label="mismatch") == "dtype":
+        other = draw(choice(others), label="odd dtype")
         with np.errstate(invalid="ignore", over="ignore"):
             shards[k] = odd.astype(np_dtype(other))
     else:
@@ -147,8 +169,8 @@ def _mismatched(draw, caps):
 
 @clause("partition.mismatched_shards", "shards whose row shapes or dtypes disagree are InvalidShards",
         applicable=_needs("mod", "div"), **SHARDED)
-def mismatched_cases(caps):
-    return _mismatched(caps)
+def mismatched_cases(caps, pool):
+    return _mismatched(signatures(caps, pool, v_min=2), strategies_of(caps), caps.table_dtypes)
 
 
 def test_clause(check):

@@ -9,9 +9,9 @@ from suites.strategies import lookup_args
     "out[k] == table[ids[k]] bit for bit: NaN payloads, signed zeros, infinities and subnormals unchanged",
     **LOOKUP,
 )
-def exact_rows_cases(caps):
+def exact_rows_cases(caps, pool):
     # tables are drawn as bit patterns, special values favoured
-    return lookup_args(caps, v_min=1)
+    return lookup_args(caps, pool, v_min=1)
 
 
 def test_clause(check):

@@ -15,7 +15,7 @@ def _fits(case, caps) -> bool:
 
 
 def _cases(cases):
-    def strategy(caps):
+    def strategy(caps, pool):  # fixed inputs: the pool does not apply
         usable = [c for c in cases if _fits(c, caps)]
         return st.sampled_from(usable).map(lambda c: {"table": c.table, "ids": c.ids})
     return strategy

@@ -10,8 +10,8 @@ from suites.strategies import lookup_args
     "out.shape == ids.shape + table.shape[1:], for ids of rank 0 to 4 (zero-size dimensions too) and rows of every rank the API takes",
     compare=assertions.same_shape, **LOOKUP,
 )
-def output_shape_cases(caps):
-    return lookup_args(caps)
+def output_shape_cases(caps, pool):
+    return lookup_args(caps, pool)
 
 
 def test_clause(check):

@@ -1,29 +1,38 @@
 """Clause family `table`: edge tables."""
+import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from suites.catalogue import clause
 from suites.lookup_clauses import LOOKUP
-from suites.strategies import MAX_SIDE, ids_array, in_range_ids, row_shapes, tables_of
+from suites.signatures import project
+from suites.strategies import choice, draw_table, draw_valid_ids, raw
+
+
+def _empty_signatures(caps, pool):
+    """V == 0 where the adapter can build it, rows of size 0 where it can, and where
+    it can do both, both at once too; the pool's signatures take the kinds in turn."""
+    kinds: dict[str, list] = {"table": [], "rows": [], "both": []}
+    for k, sig in enumerate(pool):
+        rows_ok = caps.empty_rows and bool(sig.row)  # a scalar row cannot have size 0
+        allowed = [kind for kind, ok in (("table", caps.min_rows == 0), ("rows", rows_ok),
+                                         ("both", caps.min_rows == 0 and rows_ok)) if ok]
+        if allowed:
+            kinds[allowed[k % len(allowed)]].append(sig)
+    kw = dict(id_dtypes=caps.id_dtypes, table_dtypes=caps.table_dtypes, v_min=max(1, caps.min_rows), v_max=5)
+    return tuple(s for kind, sigs in kinds.items() if sigs for s in project(sigs, empty=kind, **kw))
 
 
 @st.composite
-def _empty_cases(draw, caps):
-    dtype = draw(st.sampled_from(caps.table_dtypes), label="table dtype")
-    id_dtype = draw(st.sampled_from(caps.id_dtypes), label="ids dtype")
-    row = draw(row_shapes(caps, min_side=0 if caps.empty_rows else 1), label="row shape")
-    no_rows = caps.min_rows == 0 and (not row or not caps.empty_rows or draw(st.booleans(), label="V == 0"))
-    if no_rows:  # scalar rows cannot have size 0
-        table = draw(tables_of(dtype, (0, *row)), label="table")
+def _empty_cases(draw, sigs):
+    sig = draw(choice(sigs), label="signature")
+    table = draw_table(draw, sig.table_dtype, sig.table_shape)
+    if sig.v == 0:
         # no id is valid in an empty table: empty ids give an empty result, any id is out of range
-        shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=MAX_SIDE), label="ids.shape")
-        ids = draw(ids_array(id_dtype, shape, st.integers(0, 3)), label="ids")
+        n = int(np.prod(sig.ids_shape, dtype=np.int64))
+        codes = np.frombuffer(draw(raw(n), label="ids"), dtype=np.uint8) if n else np.zeros(0, np.uint8)
+        ids = (codes % 4).astype(sig.ids_dtype).reshape(sig.ids_shape)
     else:
-        if 0 not in row:
-            row = (*row[:-1], 0)
-        v = draw(st.integers(max(1, caps.min_rows), 5), label="V")
-        table = draw(tables_of(dtype, (v, *row)), label="table")
-        ids = draw(in_range_ids(id_dtype, v), label="ids")
+        ids = draw_valid_ids(draw, sig.ids_dtype, sig.ids_shape, sig.v)
     return {"table": table, "ids": ids}
 
 
@@ -34,8 +43,8 @@ def _empty_cases(draw, caps):
     "the API cannot build a table with no rows or with rows of size 0 (see its capabilities)",
     **LOOKUP,
 )
-def empty_table_cases(caps):
-    return _empty_cases(caps)
+def empty_table_cases(caps, pool):
+    return _empty_cases(_empty_signatures(caps, pool))
 
 
 def test_clause(check):

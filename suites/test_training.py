@@ -11,18 +11,22 @@ from adapters.contract import InvalidIds
 from suites import assertions
 from suites.catalogue import clause
 from suites.lookup_clauses import SUSPECTS
-from suites.strategies import in_range_ids, lookup_args, planted_ids, upstreams
+from suites.strategies import draw_lookup, draw_upstream, ints, lookup_args, raw, signatures
 
 GRAD_SUSPECTS = SUSPECTS + (("clip", "drop_clipped_grad"), ("wrap_negative", "fill_nan"))
 
 
 @st.composite
-def _with_upstream(draw, caps, *, ids=in_range_ids, v_min=1, v_max=6):
-    # small V: duplicate ids, whose contributions must accumulate, are the common case
-    args = draw(lookup_args(caps, v_min=v_min, v_max=v_max, finite=True, ids=ids))
+def _upstreamed(draw, sigs, aim):
+    args = draw_lookup(draw, sigs, aim, finite=True)[1]
     shape = args["ids"].shape + args["table"].shape[1:]
-    args["upstream"] = draw(upstreams(args["table"].dtype.name, shape), label="upstream")
+    args["upstream"] = draw_upstream(draw, args["table"].dtype.name, shape)
     return args
+
+
+def _with_upstream(caps, pool, *, aim=None, v_min=1, v_max=6):
+    # small V: duplicate ids, whose contributions must accumulate, are the common case
+    return _upstreamed(signatures(caps, pool, nonempty=aim is not None, v_min=v_min, v_max=v_max), aim)
 
 
 # --- grad.scatter_add -------------------------------------------------------------------
@@ -35,15 +39,15 @@ def _with_upstream(draw, caps, *, ids=in_range_ids, v_min=1, v_max=6):
     tolerance=("rows hit by n > 1 ids: (n - 1) * eps/2 * sum|u| + eps/2 * |g| (summation in any order, in the "
                "table's dtype); rows hit once or never: exact. Upstreams are multiples of 1/2, exact in every dtype."),
 )
-def grad_cases(caps):
-    return _with_upstream(caps)
+def grad_cases(caps, pool):
+    return _with_upstream(caps, pool)
 
 
 def _outside(id_dtype, v):
-    flavours = [st.sampled_from([v, v + 1]), st.integers(v, v + 9)]
+    flavours = [((v, v + 1),), ((v, v + 9),)]
     if id_dtype.startswith("int"):
-        flavours += [st.integers(-v, -1), st.integers(-v - 3, -v - 1)]
-    return st.sampled_from(flavours).flatmap(lambda t: planted_ids(id_dtype, v, t))
+        flavours += [((-v, -1),), ((-v - 3, -v - 1),)]
+    return flavours
 
 
 @clause(
@@ -53,20 +57,20 @@ def _outside(id_dtype, v):
     suspects=GRAD_SUSPECTS,
     tolerance="as grad.scatter_add",
 )
-def grad_out_of_range_cases(caps):
-    return _with_upstream(caps, ids=_outside)
+def grad_out_of_range_cases(caps, pool):
+    return _with_upstream(caps, pool, aim=_outside)
 
 
 # --- padding.row ----------------------------------------------------------------------
 
 @st.composite
-def _padded(draw, caps):
-    args = draw(_with_upstream(caps, v_min=1))
+def _padded(draw, sigs):
+    args = draw(_upstreamed(sigs, None))
     v = args["table"].shape[0]
-    p = draw(st.integers(-v, v - 1), label="padding_idx")
+    p = draw(ints(-v, v - 1), label="padding_idx")
     ids = args["ids"]
     if ids.size:  # the padding id itself is looked up
-        ids.reshape(-1)[draw(st.integers(0, ids.size - 1), label="position")] = p % v
+        ids.reshape(-1)[draw(ints(0, ids.size - 1), label="position")] = p % v
     args["padding_idx"] = p
     return args
 
@@ -78,8 +82,8 @@ def _padded(draw, caps):
     oracle=lambda a, model, caps: training.grad_padded(a["table"], a["ids"], a["upstream"], a["padding_idx"], model),
     tolerance="the gradient as grad.scatter_add; the forward rows bit-exact",
 )
-def padding_cases(caps):
-    return _padded(caps)
+def padding_cases(caps, pool):
+    return _padded(signatures(caps, pool, v_min=1, v_max=6))
 
 
 # --- grad.scale_by_freq ----------------------------------------------------------------
@@ -91,24 +95,33 @@ def padding_cases(caps):
     oracle=lambda a, model, caps: training.grad_scaled(a["table"], a["ids"], a["upstream"], model),
     tolerance="as grad.scatter_add, plus eps * sum|u| for the division of each contribution",
 )
-def scale_by_freq_cases(caps):
-    return _with_upstream(caps)
+def scale_by_freq_cases(caps, pool):
+    return _with_upstream(caps, pool)
 
 
 # --- max_norm -----------------------------------------------------------------------------
 
+MAX_NORMS = (0.5, 1.0, 2.5, 7.0)
+ATOMIC_NORMS = (None, 1.0, 2.5, 7.0)  # lookup.atomic: without max_norm too (knob 0), the rest as MAX_NORMS
+_NON_FINITE = (np.inf, -np.inf, np.nan)
+
+
 @st.composite
-def _max_norm_cases(draw, caps, *, failing=False, optional_norm=False):
-    args = draw(lookup_args(caps, v_min=1, v_max=6, finite=True,
-                            ids=_outside if failing else in_range_ids,
-                            id_dtypes=tuple(d for d in caps.id_dtypes if d in ("int32", "int64")) or None))
+def _with_norm(draw, sigs, aim, norms):
+    sig, args = draw_lookup(draw, sigs, aim, finite=True)
     table = args["table"]
-    if table.size and draw(st.booleans(), label="a non-finite row"):
-        r = draw(st.integers(0, table.shape[0] - 1), label="row")
-        table[r].reshape(-1)[0] = draw(st.sampled_from([np.inf, -np.inf, np.nan]), label="value")
-    m = draw(st.sampled_from([0.5, 1.0, 2.5, 7.0]), label="max_norm")
-    args["max_norm"] = None if optional_norm and draw(st.booleans(), label="no max_norm") else m
+    flag, row, value = draw(raw(3), label="a non-finite row")
+    if table.size and flag >= 128:
+        table[row % table.shape[0]].reshape(-1)[0] = _NON_FINITE[value % 3]
+    # the norm goes with the signature: a compiled lookup specialises on its value
+    args["max_norm"] = norms[sig.knob % len(norms)]
     return args
+
+
+def _max_norm_cases(caps, pool, *, failing=False):
+    int32_64 = tuple(d for d in caps.id_dtypes if d in ("int32", "int64")) or None
+    sigs = signatures(caps, pool, nonempty=failing, v_min=1, v_max=6, id_dtypes=int32_64)
+    return _with_norm(sigs, _outside if failing else None, ATOMIC_NORMS if failing else MAX_NORMS)
 
 
 def _max_norm_oracle(a, model, caps):
@@ -136,8 +149,8 @@ def _max_norm_oracle(a, model, caps):
     tolerance=("relative (D + 3) * eps of the table's dtype on rescaled rows: the norm sums D squares, then a "
                "square root, a division and a product, each rounding once; unchanged rows exact"),
 )
-def max_norm_output_cases(caps):
-    return _max_norm_cases(caps)
+def max_norm_output_cases(caps, pool):
+    return _max_norm_cases(caps, pool)
 
 
 @clause(
@@ -147,8 +160,8 @@ def max_norm_output_cases(caps):
     suspects=(("renorm_torch", "renorm_in_place"),),
     tolerance="as max_norm.output, for rows a model rewrites; every other row bit-exact",
 )
-def max_norm_side_effect_cases(caps):
-    return _max_norm_cases(caps)
+def max_norm_side_effect_cases(caps, pool):
+    return _max_norm_cases(caps, pool)
 
 
 @clause(
@@ -158,8 +171,8 @@ def max_norm_side_effect_cases(caps):
     suspects=(("renorm_torch", "renorm_in_place"), ("renorm_torch", "renorm_in_place", "renorm_before_check")),
     tolerance="none under the contract; rows a declared model rewrites as max_norm.output",
 )
-def atomic_cases(caps):
-    return _max_norm_cases(caps, failing=True, optional_norm=True)
+def atomic_cases(caps, pool):
+    return _max_norm_cases(caps, pool, failing=True)
 
 
 # --- mask.zero -------------------------------------------------------------------------
@@ -170,8 +183,8 @@ def atomic_cases(caps):
     method="lookup_mask_zero",
     oracle=lambda a, model, caps: (oracle.lookup(a["table"], a["ids"], model), np.asarray(np.asarray(a["ids"]) != 0)),
 )
-def mask_zero_cases(caps):
-    return lookup_args(caps, v_min=1)
+def mask_zero_cases(caps, pool):
+    return lookup_args(caps, pool, v_min=1)
 
 
 # --- onehot.equivalence -----------------------------------------------------------------
@@ -184,9 +197,7 @@ def _onehot_oracle(a, model, caps):
     return oracle.one_hot_product(a["table"], a["ids"])
 
 
-@st.composite
-def _finite_tables(draw, caps):
-    args = draw(lookup_args(caps, v_min=1))
+def _finite(args):
     t = args["table"]
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(t.astype(np.float64))
@@ -199,8 +210,8 @@ def _finite_tables(draw, caps):
     "on a finite table the lookup equals one_hot(ids) @ table, as numbers (-0.0 == +0.0: that product turns -0.0 into +0.0, E6)",
     method="lookup", oracle=_onehot_oracle, compare=assertions.same_values, suspects=SUSPECTS,
 )
-def onehot_cases(caps):
-    return _finite_tables(caps)
+def onehot_cases(caps, pool):
+    return lookup_args(caps, pool, v_min=1).map(_finite)
 
 
 def test_clause(check):

@@ -1,0 +1,165 @@
+"""Signature pools: the shapes and dtypes one run draws its examples from.
+
+A compiled adapter (torch.compile, XLA, jax.jit, tf.function, a Keras model)
+builds one executable per input signature, and even eager JAX compiles each op
+per shape. When every example brings a new (table dtype, V, row shape, ids dtype,
+ids shape), every example is a compile (150 ms for torch.compile, 30 ms for
+jnp.take, against 0.03 ms for a call that hits the cache). So every clause of an
+adapter draws its signature from one pool of a few dozen, fixed for the run; what
+varies from example to example is the values (every bit of the table, every id).
+
+The pool is balanced: each level of each factor (every table dtype the adapter
+takes, every integer ids dtype, V in 0..9 with the small ones favoured, every row
+rank, ids of rank 0 to 4 and zero-size ids) appears about equally often, and the
+pairing of levels is drawn from the run's seed (the ci profile uses one fixed
+pool), so runs under different seeds meet different combinations. Rows are
+sorted simplest first: hypothesis shrinks a drawn index towards 0.
+
+A clause projects the pool onto its own constraints (V in a range, some ids
+dtypes, non-empty ids, ...): each row is moved to the nearest signature the clause
+allows, deterministically, so clauses of one adapter share their signatures and a
+compiled function built for one clause is reused by the next.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from adapters.contract import INT_DTYPES, Capabilities
+
+MAX_V = 9
+MAX_SIDE = 3
+# V levels: each appears about equally often, so 1 and 2 (where compilers take
+# shortcuts: a one-row gather becomes a broadcast) come up twice as often as the rest
+V_LEVELS = (0, 1, 2, 3, 1, 2, 4, 5, 6, 9)
+# ids shape levels: the rank, or "zero-size" (a rank 1..3 shape with one side 0)
+IDS_LEVELS = (0, 1, 2, 3, 4, "zero-size")
+KNOBS = 4  # a small index clause-specific options key on (max_norm's value, ...), so that they repeat too
+# Shapes where frameworks have been seen to take shortcuts, in every pool whatever its seed:
+# (V, ids shape, row of ones or not). An empty table with ids of shape (2, 0) (jnp.take
+# returns the table itself), one-row tables (XLA and Flax broadcast the row), a 0-d id,
+# and a 1 x 1 weight hit twice (inductor's one-element scatter).
+EDGES = ((0, (2, 0), False), (1, (), False), (1, (2,), True))
+# "simplest" orders, for sorting the pool (what a shrunk example shows)
+_TABLE_ORDER = ("float32", "float64", "float16", "bfloat16")
+_IDS_ORDER = ("int32", "int64", "int16", "int8", "uint8", "uint16", "uint32", "uint64")
+
+
+@dataclass(frozen=True)
+class Signature:
+    table_dtype: str
+    v: int
+    row: tuple[int, ...]
+    ids_dtype: str
+    ids_shape: tuple[int, ...]
+    knob: int = 0
+
+    @property
+    def table_shape(self) -> tuple[int, ...]:
+        return (self.v, *self.row)
+
+    def complexity(self) -> tuple:
+        size = int(np.prod(self.ids_shape, dtype=np.int64))
+        return (size, len(self.ids_shape), self.v, int(np.prod(self.row, dtype=np.int64)), len(self.row),
+                _rank(_TABLE_ORDER, self.table_dtype), _rank(_IDS_ORDER, self.ids_dtype), self.knob)
+
+
+def _rank(order: Sequence[str], name: str) -> int:
+    return order.index(name) if name in order else len(order)
+
+
+def _balanced(rng: np.random.Generator, levels: Sequence, n: int) -> list:
+    """n picks of ``levels`` in random order, each level used as evenly as possible."""
+    whole = n // len(levels)
+    picks = list(levels) * whole + [levels[i] for i in rng.permutation(len(levels))[: n - whole * len(levels)]]
+    return [picks[i] for i in rng.permutation(n)]
+
+
+def _ids_shape(rng: np.random.Generator, level) -> tuple[int, ...]:
+    if level == "zero-size":
+        rank = int(rng.integers(1, 4))
+        shape = [int(s) for s in rng.integers(1, MAX_SIDE + 1, rank)]
+        shape[int(rng.integers(0, rank))] = 0
+        return tuple(shape)
+    return tuple(int(s) for s in rng.integers(1, MAX_SIDE + 1, level))
+
+
+@lru_cache(maxsize=None)
+def make_pool(caps: Capabilities, size: int, salt: int) -> tuple[Signature, ...]:
+    """``size`` signatures for an adapter with ``caps``, balanced over every factor,
+    paired by ``salt`` (the run's seed; 0 in the ci profile), simplest first."""
+    rng = np.random.default_rng([salt & 0xFFFFFFFF, size])
+    row_ranks = sorted(nd - 1 for nd in caps.table_ndims)
+    columns = [
+        _balanced(rng, tuple(caps.table_dtypes), size),
+        _balanced(rng, V_LEVELS, size),
+        _balanced(rng, row_ranks, size),
+        _balanced(rng, INT_DTYPES, size),
+        _balanced(rng, IDS_LEVELS, size),
+        _balanced(rng, tuple(range(KNOBS)), size),
+    ]
+    rows = set()
+    for k, (dtype, v, rank, ids_dtype, level, knob) in enumerate(zip(*columns)):
+        row = tuple(int(s) for s in rng.integers(1, MAX_SIDE + 1, rank))
+        ids_shape = _ids_shape(rng, level)
+        if k < len(EDGES):  # the edge shapes take the first rows' other factors
+            v, ids_shape, ones = EDGES[k]
+            row = (1,) * rank if ones else row
+        rows.add(Signature(dtype, max(int(v), caps.min_rows), row, ids_dtype, ids_shape, knob))
+    return tuple(sorted(rows, key=Signature.complexity))
+
+
+def _nearest(name: str, allowed: Sequence[str], universe: Sequence[str]) -> str:
+    """``name`` if allowed, else one of ``allowed`` chosen by name, so that the pool's
+    different dtypes spread over the allowed ones instead of piling onto the first."""
+    if name in allowed:
+        return name
+    return allowed[(universe.index(name) if name in universe else 0) % len(allowed)]
+
+
+def project(pool: Sequence[Signature], *, v_min: int = 0, v_max: int = MAX_V,
+            id_dtypes: Sequence[str], table_dtypes: Sequence[str], row_min_side: int = 1,
+            ids: str = "valid", empty: str | None = None) -> tuple[Signature, ...]:
+    """The pool as one clause may draw it. ``ids``: "valid" (a table with no rows
+    gets zero-size ids, the only valid ones) or "nonempty" (at least one id, for
+    clauses that plant the ids they are about). ``empty`` (table.empty): "table" makes
+    V = 0, "rows" makes the last row side 0, "both" does both."""
+    out: dict[Signature, None] = {}
+    for sig in pool:
+        v = min(max(sig.v, v_min), max(v_max, v_min))
+        row = tuple(max(s, row_min_side) for s in sig.row)
+        shape = sig.ids_shape
+        if empty in ("table", "both"):
+            v = 0
+        if empty in ("rows", "both"):
+            row = (*row[:-1], 0)
+        if ids == "nonempty":
+            shape = tuple(max(s, 1) for s in shape)
+        elif v == 0 and empty not in ("table", "both") and 0 not in shape:
+            shape = (*shape[:-1], 0) if shape else (0,)
+        out[replace(sig, table_dtype=_nearest(sig.table_dtype, table_dtypes, _TABLE_ORDER), v=v, row=row,
+                    ids_dtype=_nearest(sig.ids_dtype, id_dtypes, INT_DTYPES), ids_shape=shape)] = None
+    return tuple(sorted(out, key=Signature.complexity))
+
+
+def _allows(sig: Signature, v_min: int, v_max: int, id_dtypes: Sequence[str], table_dtypes: Sequence[str],
+            row_min_side: int, ids: str) -> bool:
+    size = int(np.prod(sig.ids_shape, dtype=np.int64))
+    return (v_min <= sig.v <= v_max and sig.ids_dtype in id_dtypes and sig.table_dtype in table_dtypes
+            and all(s >= row_min_side for s in sig.row)
+            and (size > 0 if ids == "nonempty" else sig.v > 0 or size == 0))
+
+
+def select(pool: Sequence[Signature], *, minimum: int, v_min: int = 0, v_max: int = MAX_V,
+           id_dtypes: Sequence[str], table_dtypes: Sequence[str], row_min_side: int = 1,
+           ids: str = "valid") -> tuple[Signature, ...]:
+    """The signatures of ``pool`` a clause allows as they are, when there are at
+    least ``minimum`` of them: then the clause compiles nothing its neighbours have
+    not compiled already. Otherwise the whole pool, projected onto the clause."""
+    kw = dict(v_min=v_min, v_max=v_max, id_dtypes=id_dtypes, table_dtypes=table_dtypes,
+              row_min_side=row_min_side, ids=ids)
+    fitting = tuple(s for s in pool if _allows(s, **kw))
+    return fitting if len(fitting) >= min(minimum, len(pool)) else project(pool, **kw)
