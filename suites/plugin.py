@@ -224,6 +224,7 @@ def check(request):
     return Check(conf, conf.entries[name], clause_id, request.node)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     conf = config.stash.get(STASH, None)
     if conf is None:
@@ -235,6 +236,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(entry.group))
             item.add_marker(pytest.mark.conformance)
             conf.collected += 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``-n N`` and ``--dist loadgroup``: every check of one framework group on one
+    xdist worker (suites/distribution.py). An explicit ``--dist load`` is left alone."""
+    dist = config.getvalue("dist")
+    explicit = any(a in ("--dist", "-d") or a.startswith("--dist=") for a in config.invocation_params.args)
+    if dist == "loadgroup" or (dist == "load" and not explicit):
+        from .distribution import FrameworkScheduling
+
+        return FrameworkScheduling(config, log)
+    return None
 
 
 def _distributed(config) -> bool:

@@ -22,7 +22,7 @@ compiled function built for one clause is reused by the next.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Sequence
 
@@ -56,6 +56,7 @@ class Signature:
     ids_dtype: str
     ids_shape: tuple[int, ...]
     knob: int = 0
+    edge: bool = field(default=False, compare=False)  # one of EDGES (kept by ``subset``)
 
     @property
     def table_shape(self) -> tuple[int, ...]:
@@ -105,10 +106,11 @@ def make_pool(caps: Capabilities, size: int, salt: int) -> tuple[Signature, ...]
     for k, (dtype, v, rank, ids_dtype, level, knob) in enumerate(zip(*columns)):
         row = tuple(int(s) for s in rng.integers(1, MAX_SIDE + 1, rank))
         ids_shape = _ids_shape(rng, level)
-        if k < len(EDGES):  # the edge shapes take the first rows' other factors
+        edge = k < len(EDGES)
+        if edge:  # the edge shapes take the first rows' other factors
             v, ids_shape, ones = EDGES[k]
             row = (1,) * rank if ones else row
-        rows.add(Signature(dtype, max(int(v), caps.min_rows), row, ids_dtype, ids_shape, knob))
+        rows.add(Signature(dtype, max(int(v), caps.min_rows), row, ids_dtype, ids_shape, knob, edge))
     return tuple(sorted(rows, key=Signature.complexity))
 
 
@@ -163,3 +165,27 @@ def select(pool: Sequence[Signature], *, minimum: int, v_min: int = 0, v_max: in
               row_min_side=row_min_side, ids=ids)
     fitting = tuple(s for s in pool if _allows(s, **kw))
     return fitting if len(fitting) >= min(minimum, len(pool)) else project(pool, **kw)
+
+
+def _levels(sig: Signature) -> set:
+    size = int(np.prod(sig.ids_shape, dtype=np.int64))
+    return {("table", sig.table_dtype), ("v", sig.v), ("row", len(sig.row)), ("ids", sig.ids_dtype),
+            ("rank", "zero-size" if size == 0 else len(sig.ids_shape))}
+
+
+@lru_cache(maxsize=None)
+def subset(pool: tuple[Signature, ...], n: int) -> tuple[Signature, ...]:
+    """``n`` signatures of ``pool``: its edge shapes, then those that between them
+    cover as many factor levels as possible (greedy, simplest first on ties), for
+    clauses whose every signature is a compile of its own kind (gradients, max_norm,
+    empty tables): what they are about lives in the values (duplicate ids, row
+    norms), which every example draws afresh."""
+    chosen = [s for s in pool if s.edge][:n]
+    covered: set = set().union(*(_levels(s) for s in chosen))
+    rest = [s for s in pool if not s.edge]
+    while rest and len(chosen) < n:
+        best = max(rest, key=lambda s: len(_levels(s) - covered))  # max keeps the first (simplest) on ties
+        chosen.append(best)
+        covered |= _levels(best)
+        rest.remove(best)
+    return tuple(sorted(chosen, key=Signature.complexity))

@@ -200,3 +200,21 @@ def test_concurrent_workers_record_what_one_at_a_time_records(tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         runs[n] = [{k: v for k, v in r.items() if k not in ("seconds", "timing")} for r in records]
     assert len(runs[1]) == 4 and runs[2] == runs[1]
+
+
+# --- pytest-xdist: one framework group per xdist worker ------------------------------------
+
+def test_xdist_scopes_are_framework_groups():
+    from suites.distribution import FrameworkScheduling, group_of
+
+    def nid(clause, adapter):
+        return f"suites/test_x.py::test_clause[{clause}|{adapter}]"
+
+    assert group_of(nid("ids.negative", "keras.layers.Embedding[torch][jit]")) == "keras-torch"
+    assert group_of(nid("rows.exact", "tf_keras.layers.Embedding[one_hot]")) == "tensorflow"
+    assert group_of(nid("rows.exact", "numpy")) == group_of(nid("rows.exact", "my.adapter")) == "local"
+    assert group_of("tests/test_suite_edges.py::test_something") is None
+    split = FrameworkScheduling._split_scope
+    scopes = {split(None, nid(c, a)) for c in ("shape.output", "grad.scatter_add")
+              for a in ("tf.nn.embedding_lookup", "tf.nn.embedding_lookup[xla]", "tf.distribute.ShardedVariable")}
+    assert scopes == {"group:tensorflow"}
