@@ -15,14 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 
 from adapters import oracle, registry
 from adapters.contract import capabilities_of
 
 from . import divergences as divs
+from . import engine
 from .catalogue import CLAUSES, family_clauses, load_all
 from .hosts import BuiltinHost, Job, LocalHost, WorkerHost, set_parallelism
+
+# --hypothesis-profile NAME is read by hypothesis's own pytest plugin, which refuses
+# a name it does not know: register the suite's profiles it lacks ("thorough")
+for _name in engine.PROFILES:
+    try:
+        hypothesis.settings.get_profile(_name)
+    except hypothesis.errors.InvalidArgument:
+        hypothesis.settings.register_profile(_name, max_examples=engine.PROFILES[_name]["max_examples"])
 
 PASSING = {"conforms", "diverges"}
 SKIPPING = {"not_applicable", "unavailable"}

@@ -218,3 +218,10 @@ def test_xdist_scopes_are_framework_groups():
     scopes = {split(None, nid(c, a)) for c in ("shape.output", "grad.scatter_add")
               for a in ("tf.nn.embedding_lookup", "tf.nn.embedding_lookup[xla]", "tf.distribute.ShardedVariable")}
     assert scopes == {"group:tensorflow"}
+
+
+def test_the_thorough_profile_runs_a_thousand_examples(tmp_path):
+    # hypothesis's own --hypothesis-profile refuses a profile it was not told of
+    proc, records = run_suite("--adapters=numpy", "-k", "rows.exact", report_dir=tmp_path, profile="thorough")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert [r["examples"] for r in records] == [1000]
