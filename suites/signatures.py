@@ -5,8 +5,9 @@ builds one executable per input signature, and even eager JAX compiles each op
 per shape. When every example brings a new (table dtype, V, row shape, ids dtype,
 ids shape), every example is a compile (150 ms for torch.compile, 30 ms for
 jnp.take, against 0.03 ms for a call that hits the cache). So every clause of an
-adapter draws its signature from one pool of a few dozen, fixed for the run; what
-varies from example to example is the values (every bit of the table, every id).
+adapter draws its signature from one pool (16 signatures; 64 in the thorough
+profile), fixed for the run; what varies from example to example is the values
+(every bit of the table, every id).
 
 The pool is balanced: each level of each factor (every table dtype the adapter
 takes, every integer ids dtype, V in 0..9 with the small ones favoured, every row
@@ -15,10 +16,12 @@ pairing of levels is drawn from the run's seed (the ci profile uses one fixed
 pool), so runs under different seeds meet different combinations. Rows are
 sorted simplest first: hypothesis shrinks a drawn index towards 0.
 
-A clause projects the pool onto its own constraints (V in a range, some ids
-dtypes, non-empty ids, ...): each row is moved to the nearest signature the clause
-allows, deterministically, so clauses of one adapter share their signatures and a
-compiled function built for one clause is reused by the next.
+A clause takes the pool's signatures its constraints allow (V in a range, some ids
+dtypes, non-empty ids, ...) as they are (``select``), so clauses of one adapter
+share their signatures and a function compiled for one clause serves the next;
+only when too few fit is the pool projected (``project``: each row moved to the
+nearest signature the clause allows). Clauses whose every signature is a compile
+of its own kind take a covering part of the pool (``subset``).
 """
 from __future__ import annotations
 
@@ -160,11 +163,27 @@ def select(pool: Sequence[Signature], *, minimum: int, v_min: int = 0, v_max: in
            ids: str = "valid") -> tuple[Signature, ...]:
     """The signatures of ``pool`` a clause allows as they are, when there are at
     least ``minimum`` of them: then the clause compiles nothing its neighbours have
-    not compiled already. Otherwise the whole pool, projected onto the clause."""
+    not compiled already; a table dtype, ids dtype, ids rank or a table of 0 or 1
+    rows that the filter would lose comes back projected (a float64 table dropped
+    with V = 9 hides a float64 departure). Otherwise the whole pool, projected onto
+    the clause."""
     kw = dict(v_min=v_min, v_max=v_max, id_dtypes=id_dtypes, table_dtypes=table_dtypes,
               row_min_side=row_min_side, ids=ids)
-    fitting = tuple(s for s in pool if _allows(s, **kw))
-    return fitting if len(fitting) >= min(minimum, len(pool)) else project(pool, **kw)
+    projected = project(pool, **kw)
+    fitting = [s for s in pool if _allows(s, **kw)]
+    if len(fitting) < min(minimum, len(pool)):
+        return projected
+    have = set().union(*(_kept(s) for s in fitting))
+    for sig in projected:
+        if _kept(sig) - have:
+            fitting.append(sig)
+            have |= _kept(sig)
+    return tuple(sorted(dict.fromkeys(fitting), key=Signature.complexity))
+
+
+def _kept(sig: Signature) -> set:
+    """The levels ``select`` keeps whatever it filters."""
+    return {lv for lv in _levels(sig) if lv[0] in ("table", "ids", "rank") or lv in (("v", 0), ("v", 1))}
 
 
 def _levels(sig: Signature) -> set:

@@ -47,11 +47,12 @@ def _split(draw, sigs, strategies, p_of, aim):
 
 
 def _shard_counts(candidates: range | tuple, knob: int) -> tuple[int, ...]:
-    """The smallest shard count a clause allows and one more picked by the signature's
-    knob: a compiled sharded lookup specialises on the number of shards, so the shard
-    counts go with the signatures (two per signature) instead of being drawn freely."""
+    """The smallest and the largest shard count a clause allows, and one between picked
+    by the signature's knob: a compiled sharded lookup specialises on the number of
+    shards, so the shard counts go with the signatures (three per signature) instead
+    of being drawn freely."""
     candidates = tuple(candidates)
-    return tuple(dict.fromkeys((candidates[0], candidates[knob % len(candidates)])))
+    return tuple(dict.fromkeys((candidates[0], candidates[-1], candidates[knob % len(candidates)])))
 
 
 def _canonical(caps, pool, wanted=("mod", "div"), *, p_of=None, aim=None, n_min=0, n_max=10):
