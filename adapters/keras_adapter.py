@@ -26,7 +26,9 @@ keeps ``model.predict(ids, verbose=0)`` for whoever wants exactly that (see
 /work/notes/keras.md).
 
 The layer is built the documented way (``Embedding(input_dim=V, output_dim=D,
-dtype=<table dtype>)``) and its weights loaded bit-exactly with
+dtype=<table dtype>, embeddings_initializer="zeros")``: the table replaces the
+initial weights, and on jax the default random-uniform initializer compiles an RNG
+kernel per table shape, about 0.1 s a layer) and its weights loaded bit-exactly with
 ``layer.embeddings.assign``: the NumPy table itself on tensorflow and jax; on
 torch, a torch tensor sharing the table's bits (Keras's NumPy -> torch conversion,
 used by ``set_weights``/``weights=``, routes bfloat16 through float32, and torch's
@@ -188,7 +190,8 @@ class _KerasBase:
         if entry is None:
             try:
                 layer = self._keras.layers.Embedding(
-                    input_dim=v, output_dim=d, dtype=table.dtype.name, mask_zero=mask_zero
+                    input_dim=v, output_dim=d, dtype=table.dtype.name, mask_zero=mask_zero,
+                    embeddings_initializer="zeros",  # replaced by the table (see the module docstring)
                 )
             except Exception as err:
                 failure = _translate(err)
@@ -373,7 +376,7 @@ def _snippet(b: str, mode: str, via: str | None, op: str, args: dict[str, str], 
     mask = ", mask_zero=True" if op == "lookup_mask_zero" else ""
     lines += [
         "layer = keras.layers.Embedding(input_dim=table.shape[0], output_dim=table.shape[1], "
-        f"dtype=table.dtype.name{mask})",
+        f"dtype=table.dtype.name, embeddings_initializer='zeros'{mask})",
         "layer.build()",
     ]
     if b == "torch":

@@ -1,7 +1,8 @@
 """tf-keras (Keras 2) adapters: ``tf_keras.layers.Embedding`` and its one-hot variant.
 
 The layer is built as a user builds it (``tf_keras.layers.Embedding(V, D,
-dtype=<table dtype>)``, ``use_one_hot_matmul=True`` for ``[one_hot]``,
+dtype=<table dtype>, embeddings_initializer="zeros")``: the table replaces the
+initial weights, so no random initializer runs), ``use_one_hot_matmul=True`` for ``[one_hot]``,
 ``mask_zero=True`` for the mask), then its ``embeddings`` variable is assigned the
 given table; layers are cached per (V, D, dtype, variant) because building is slow.
 Ids are handed to the layer as the NumPy array given. The layer itself casts every
@@ -86,7 +87,8 @@ class TfKerasEmbedding:
             if self.one_hot:
                 kwargs["use_one_hot_matmul"] = True
             try:
-                layer = self._keras.layers.Embedding(table.shape[0], table.shape[1], dtype=dtype, **kwargs)
+                layer = self._keras.layers.Embedding(table.shape[0], table.shape[1], dtype=dtype,
+                                                     embeddings_initializer="zeros", **kwargs)
             except ValueError as exc:
                 if "should be positive" in str(exc):
                     raise InvalidTable(str(exc)) from exc
@@ -153,7 +155,7 @@ class TfKerasEmbedding:
             "import tensorflow as tf",
             "import tf_keras",
             *(f"{k} = {v}" for k, v in args.items()),
-            f"layer = tf_keras.layers.Embedding(table.shape[0], table.shape[1], dtype=table.dtype.name{extra})",
+            f"layer = tf_keras.layers.Embedding(table.shape[0], table.shape[1], dtype=table.dtype.name, embeddings_initializer='zeros'{extra})",
             "layer.build((None,))",
             "layer.embeddings.assign(table)",
         ]
