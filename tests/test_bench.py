@@ -1,0 +1,34 @@
+"""The benchmark runs and writes what it promises (its figures are measured, never
+asserted here: a timed test is a flaky test)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from suites.bench import IMPORTS
+from suites.catalogue import load_all
+from tests.runner import ROOT
+
+
+def test_the_quick_benchmark_writes_its_figures(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "suites.bench", "--quick", f"--report-dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert set(result["imports_s"]) == set(IMPORTS) and all(isinstance(t, float) for t in result["imports_s"].values())
+    assert result["numpy_run_s"] > 0 and result["numpy"]["examples"] >= 100 * 27
+    assert set(result["generate_ms_per_example"]) == set(load_all())
+    targets = {t["target"]: t for t in result["targets"]}
+    assert "oracle adapter >= 750 examples/s" in targets and "--adapters numpy < 10 s" in targets
+    assert "met" in proc.stdout or "NOT MET" in proc.stdout
+
+
+def test_a_cold_run_starts_from_an_empty_temp_directory(tmp_path):
+    # torch.compile's precompiled headers live under the temp directory whatever
+    # TORCHINDUCTOR_CACHE_DIR says: both must point into the fresh one
+    from suites.bench import fresh_caches
+
+    env = fresh_caches(str(tmp_path))
+    assert env["TMPDIR"] == str(tmp_path)
+    assert env["TORCHINDUCTOR_CACHE_DIR"].startswith(str(tmp_path))
