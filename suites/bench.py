@@ -31,8 +31,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
+
+from reports.results import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPORTS = {  # label -> (statement, environment)
@@ -68,7 +70,7 @@ def timed_run(out: Path, *args: str, env: dict[str, str] | None = None) -> tuple
     subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=_env(**(env or {})))
     wall = time.perf_counter() - start
     path = out / "results.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    records = read_records(path) if path.exists() and path.stat().st_size else []
     return round(wall, 2), records
 
 
@@ -106,10 +108,7 @@ def per_adapter(records: list[dict]) -> dict[str, dict]:
 
 
 def statuses(records: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for r in records:
-        counts[r["status"]] += 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(r["status"] for r in records).items()))
 
 
 def generation_costs(profile: str = "ci") -> dict[str, float]:

@@ -234,7 +234,6 @@ def check(request):
     return Check(conf, conf.entries[name], clause_id, request.node)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     conf = config.stash.get(STASH, None)
     if conf is None:
@@ -242,8 +241,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         cs = getattr(item, "callspec", None)
         if cs is not None and "check" in cs.params:
-            entry = conf.entries[cs.params["check"][1]]
-            item.add_marker(pytest.mark.xdist_group(entry.group))
             item.add_marker(pytest.mark.conformance)
             conf.collected += 1
 

@@ -208,3 +208,9 @@ def subset(pool: tuple[Signature, ...], n: int) -> tuple[Signature, ...]:
         covered |= _levels(best)
         rest.remove(best)
     return tuple(sorted(chosen, key=Signature.complexity))
+
+
+def covering_half(pool: tuple[Signature, ...]) -> tuple[Signature, ...]:
+    """Half the pool, covering its factor levels (``subset``): what the clauses whose
+    every signature is a compile of its own kind draw."""
+    return subset(pool, max(1, len(pool) // 2))

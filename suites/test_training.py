@@ -11,17 +11,15 @@ from adapters.contract import InvalidIds
 from suites import assertions
 from suites.catalogue import clause
 from suites.lookup_clauses import SUSPECTS
-from suites.signatures import subset
+from suites.signatures import covering_half
 from suites.strategies import draw_lookup, draw_upstream, ints, lookup_args, raw, signatures
 
 GRAD_SUSPECTS = SUSPECTS + (("clip", "drop_clipped_grad"), ("wrap_negative", "fill_nan"))
 
 
-def _training(pool):
-    """Half the pool, covering its factor levels: a gradient, a max_norm lookup or a
-    mask is a compile of its own kind per signature, and these clauses are about
-    values (duplicate ids, row norms, zeros), which every example draws afresh."""
-    return subset(pool, max(1, len(pool) // 2))
+# The training clauses draw covering_half(pool): a gradient, a max_norm lookup or a
+# mask is a compile of its own kind per signature, and these clauses are about
+# values (duplicate ids, row norms, zeros), which every example draws afresh.
 
 
 @st.composite
@@ -34,7 +32,7 @@ def _upstreamed(draw, sigs, aim):
 
 def _with_upstream(caps, pool, *, aim=None, v_min=1, v_max=6):
     # small V: duplicate ids, whose contributions must accumulate, are the common case
-    return _upstreamed(signatures(caps, _training(pool), nonempty=aim is not None, v_min=v_min, v_max=v_max), aim)
+    return _upstreamed(signatures(caps, covering_half(pool), nonempty=aim is not None, v_min=v_min, v_max=v_max), aim)
 
 
 # --- grad.scatter_add -------------------------------------------------------------------
@@ -91,7 +89,7 @@ def _padded(draw, sigs):
     tolerance="the gradient as grad.scatter_add; the forward rows bit-exact",
 )
 def padding_cases(caps, pool):
-    return _padded(signatures(caps, _training(pool), v_min=1, v_max=6))
+    return _padded(signatures(caps, covering_half(pool), v_min=1, v_max=6))
 
 
 # --- grad.scale_by_freq ----------------------------------------------------------------
@@ -128,7 +126,7 @@ def _with_norm(draw, sigs, aim, norms):
 
 def _max_norm_cases(caps, pool, *, failing=False):
     int32_64 = tuple(d for d in caps.id_dtypes if d in ("int32", "int64")) or None
-    sigs = signatures(caps, _training(pool), nonempty=failing, v_min=1, v_max=6, id_dtypes=int32_64)
+    sigs = signatures(caps, covering_half(pool), nonempty=failing, v_min=1, v_max=6, id_dtypes=int32_64)
     return _with_norm(sigs, _outside if failing else None, ATOMIC_NORMS if failing else MAX_NORMS)
 
 
@@ -192,7 +190,7 @@ def atomic_cases(caps, pool):
     oracle=lambda a, model, caps: (oracle.lookup(a["table"], a["ids"], model), np.asarray(np.asarray(a["ids"]) != 0)),
 )
 def mask_zero_cases(caps, pool):
-    return lookup_args(caps, _training(pool), v_min=1)
+    return lookup_args(caps, covering_half(pool), v_min=1)
 
 
 # --- onehot.equivalence -----------------------------------------------------------------
