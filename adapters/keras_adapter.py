@@ -22,8 +22,7 @@ tensorflow (a tf.data pipeline is set up per call; 100-230 ms under load) agains
 (UnboundLocalError; on jax that also leaves the model's variables purged, so every
 later call fails), and hypothesis would shrink every counterexample to those. So
 all three backends use ``predict_on_batch``; ``KerasModel(mode, via="predict")``
-keeps ``model.predict(ids, verbose=0)`` for whoever wants exactly that (see
-/work/notes/keras.md).
+keeps ``model.predict(ids, verbose=0)`` for whoever wants exactly that.
 
 The layer is built the documented way (``Embedding(input_dim=V, output_dim=D,
 dtype=<table dtype>, embeddings_initializer="zeros")``: the table replaces the
@@ -312,7 +311,7 @@ class KerasModel(_KerasBase):
             # recompile_limit times (default 8), and Keras's predict step is one code object
             # for every model: by default only the first signatures of a process are
             # compiled (as for any user). A higher limit compiles every signature, at about
-            # 2-4 s each on CPU (see /work/notes/keras.md).
+            # 2-4 s each on this 2-core CPU.
             import torch._dynamo
 
             cfg = torch._dynamo.config
