@@ -330,6 +330,10 @@ class KerasModel(_KerasBase):
         return notes
 
     def _build_model(self, layer):
+        if self.backend == "torch" and self.mode == "jit":
+            from . import inductor
+
+            inductor.ready()  # the vector ISA from the CPU's flags, proven by one lookup
         model = _wrap_model(self._keras, layer)
         model.compile(jit_compile=(self.mode == "jit"))
         return model

@@ -406,24 +406,20 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
         ))
 
     def _select_backend(self) -> None:
-        """Compile one tiny lookup with inductor; if inductor cannot build here (no C++
-        toolchain, ...), use aot_eager and say so in the capabilities."""
+        """Ready inductor (adapters/inductor.py: one compiled lookup); if it cannot build
+        here (no C++ toolchain, ...), use aot_eager and say so in the capabilities."""
         if self._backend_checked:
             return
-        torch = _torch()
+        from . import inductor
+
         self._backend_checked = True
-        try:
-            fn = torch.compile(self._new_function(False), dynamic=True, backend="inductor")
-            out = fn(torch.tensor([1, 0]), torch.arange(6, dtype=torch.float32).reshape(3, 2))
-            if out.tolist() != [[2.0, 3.0], [0.0, 1.0]]:
-                raise RuntimeError(f"inductor probe returned {out.tolist()}")
-        except Exception as exc:  # inductor unusable on this machine
+        reason, isa_note = inductor.ready()
+        notes = self.capabilities.notes + (isa_note,)
+        if reason is not None:  # inductor unusable on this machine
             self.backend = self.FALLBACK_BACKEND
-            self.capabilities = self.capabilities.narrowed(notes=self.capabilities.notes + (
-                f"inductor cannot compile on this machine ({type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}); "
-                f"compiled with backend='{self.FALLBACK_BACKEND}' instead",
-            ))
+            notes += (f"inductor cannot compile on this machine ({reason}); "
+                      f"compiled with backend='{self.FALLBACK_BACKEND}' instead",)
+        self.capabilities = self.capabilities.narrowed(notes=notes)
 
     @staticmethod
     def _new_function(with_max_norm: bool) -> Callable:

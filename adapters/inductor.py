@@ -1,0 +1,87 @@
+"""Readying torch.compile's inductor backend on CPU, once per process.
+
+Before its first C++ kernel, inductor picks a vector ISA (AVX-512 VNNI, AVX-512,
+AVX2, ...): for each ISA the CPU's flags list, it builds a test program with that
+ISA's compiler flags and loads it in a child Python (torch/_inductor/cpu_vec_isa.py,
+``VecISA.check_build`` and ``_probe_load``), and takes the first that works. That
+costs 5-6 s of CPU in a process on a machine that has compiled nothing yet (the
+programs land in the temp directory) and about 1 s in every later process.
+
+``ready()`` takes the first ISA the CPU's flags list without those test programs
+(``config.cpp.vec_isa_ok = True``) and proves it by compiling and running one
+lookup, whose kernel is built with that ISA's flags and loaded like every later
+one. That ISA is the one inductor's own probing picks whenever that lookup works:
+the same flags, the same first candidate. Should the lookup fail, the flags are
+untrusted again (inductor probes the usual way) and the lookup retried. A user's
+own ``TORCHINDUCTOR_VEC_ISA_OK`` (or ``ATEN_CPU_CAPABILITY``) is left as it is.
+"""
+from __future__ import annotations
+
+import threading
+
+_lock = threading.Lock()
+_outcome: tuple[str | None, str] | None = None  # (why inductor cannot run, or None; the ISA note)
+
+
+def _probe(torch) -> None:
+    import torch.nn.functional as F
+
+    def embed(ids, weight):
+        return F.embedding(ids, weight)
+
+    fn = torch.compile(embed, dynamic=True, backend="inductor")
+    out = fn(torch.tensor([1, 0]), torch.arange(6, dtype=torch.float32).reshape(3, 2))
+    if out.tolist() != [[2.0, 3.0], [0.0, 1.0]]:
+        raise RuntimeError(f"inductor probe returned {out.tolist()}")
+
+
+def _set_trust(config, cpu_vec_isa, value: bool | None) -> None:
+    config.cpp.vec_isa_ok = value
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()
+
+
+def ready() -> tuple[str | None, str]:
+    """Ready inductor in this process: ``(None, note)`` when it compiles and runs a
+    lookup, ``(reason, note)`` when it cannot; ``note`` says how the ISA was chosen."""
+    global _outcome
+    with _lock:
+        if _outcome is not None:
+            return _outcome
+        import torch
+        from torch._inductor import config, cpu_vec_isa
+
+        user_choice = config.cpp.vec_isa_ok
+        trusted = user_choice is None
+        if trusted:
+            _set_trust(config, cpu_vec_isa, True)
+        how = TRUSTED if trusted else f"as set (config.cpp.vec_isa_ok={user_choice})"
+        try:
+            _probe(torch)
+            _outcome = (None, _note(cpu_vec_isa, how))
+        except Exception as exc:
+            reason = _reason(exc)
+            if trusted:  # perhaps the flags promise more than the compiler or loader gives
+                _set_trust(config, cpu_vec_isa, None)
+                how = f"by inductor's own probing (the CPU's flags failed: {reason})"
+                try:
+                    torch._dynamo.reset()
+                    _probe(torch)
+                    _outcome = (None, _note(cpu_vec_isa, how))
+                    return _outcome
+                except Exception as again:
+                    reason = _reason(again)
+            _outcome = (reason, _note(cpu_vec_isa, how))
+        return _outcome
+
+
+TRUSTED = ("the first the CPU's flags list, proven by one compiled lookup (config.cpp.vec_isa_ok=True, "
+           "which skips inductor's test program per ISA)")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
+def _note(cpu_vec_isa, how: str) -> str:
+    return f"inductor's vector ISA: {cpu_vec_isa.pick_vec_isa()}, {how}"
