@@ -64,13 +64,22 @@ def import_time(statement: str, env: dict[str, str]) -> float | None:
         return None
 
 
+class RunFailed(RuntimeError):
+    """A timed run that did not run the suite: its wall time measures nothing."""
+
+
 def timed_run(out: Path, *args: str, env: dict[str, str] | None = None) -> tuple[float, list[dict]]:
+    """Wall time and records of one pytest run. Exit 1 (checks that violate, are stale
+    or broke) still times a whole run; any other failure, or no results, is RunFailed."""
     cmd = [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider", f"--report-dir={out}", *args]
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=_env(**(env or {})))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=_env(**(env or {})))
     wall = time.perf_counter() - start
     path = out / "results.jsonl"
-    records = read_records(path) if path.exists() and path.stat().st_size else []
+    records = read_records(path) if proc.returncode in (0, 1) and path.exists() and path.stat().st_size else []
+    if not records:
+        last = ((proc.stderr.strip() or proc.stdout.strip()).splitlines() or ["no output"])[-1]
+        raise RunFailed(f"pytest {' '.join(args)} exited {proc.returncode} without results: {last}")
     return round(wall, 2), records
 
 
@@ -155,9 +164,10 @@ def targets(result: dict) -> list[tuple[str, str, bool | None]]:
     cold = result.get("full_default_cold")
     if cold:
         rows.append(("full default run < 60 s (empty compile caches)", f"{cold['wall_s']} s", cold["wall_s"] < 60))
-    rows.append(("--adapters numpy < 10 s", f"{result['numpy_run_s']} s", result["numpy_run_s"] < 10))
-    eps = (result.get("numpy") or {}).get("examples_per_s")
-    rows.append(("oracle adapter >= 750 examples/s", f"{eps} examples/s", eps is not None and eps >= 750))
+    if "numpy_run_s" in result:
+        rows.append(("--adapters numpy < 10 s", f"{result['numpy_run_s']} s", result["numpy_run_s"] < 10))
+        eps = (result.get("numpy") or {}).get("examples_per_s")
+        rows.append(("oracle adapter >= 750 examples/s", f"{eps} examples/s", eps is not None and eps >= 750))
     if "n2_speedup" in result:
         rows.append(("-n 2 >= 1.5x one process (one check at a time)", f"{result['n2_speedup']}x",
                      result["n2_speedup"] >= 1.5))
@@ -215,8 +225,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="run the full runs N times (new, empty caches each time) and report the best")
     args = ap.parse_args(argv)
+    result: dict = {}
+    try:
+        measure(result, args)
+    except RunFailed as exc:  # keep what was measured; say which run broke
+        result["failed"] = str(exc)
+    result["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in targets(result)]
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    (args.report_dir / "bench.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    print()
+    for t, m, ok in targets(result):
+        print(f"{'met    ' if ok else 'NOT MET'}  {t}: {m}")
+    if "failed" in result:
+        print(f"error: a benchmark run failed, figures after it are missing: {result['failed']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def measure(result: dict, args: argparse.Namespace) -> None:
     base = args.report_dir / "bench"
-    result: dict = {"imports_s": {label: import_time(*spec) for label, spec in IMPORTS.items()}}
+    result["imports_s"] = {label: import_time(*spec) for label, spec in IMPORTS.items()}
     wall, recs = timed_run(base / "numpy", "--adapters=numpy")
     result["numpy_run_s"] = wall
     result["numpy"] = per_adapter(recs).get("numpy")
@@ -228,15 +257,6 @@ def main(argv: list[str] | None = None) -> int:
                 result["thorough_s"], recs = timed_run(base / "thorough", "--hypothesis-profile=thorough",
                                                        f"--hypothesis-seed={SEEDS[0]}", env=fresh_caches(tmp))
             result["thorough_statuses"] = statuses(recs)
-    result["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in targets(result)]
-    args.report_dir.mkdir(parents=True, exist_ok=True)
-    (args.report_dir / "bench.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
-    print()
-    for t, m, ok in targets(result):
-        print(f"{'met    ' if ok else 'NOT MET'}  {t}: {m}")
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,3 +32,12 @@ def test_a_cold_run_starts_from_an_empty_temp_directory(tmp_path):
     env = fresh_caches(str(tmp_path))
     assert env["TMPDIR"] == str(tmp_path)
     assert env["TORCHINDUCTOR_CACHE_DIR"].startswith(str(tmp_path))
+
+
+def test_a_run_that_does_not_run_the_suite_is_a_failure_not_a_figure(tmp_path):
+    import pytest
+
+    from suites.bench import RunFailed, timed_run
+
+    with pytest.raises(RunFailed, match=r"exited 4 without results: .*unknown adapter 'nosuch'"):
+        timed_run(tmp_path, "--adapters=nosuch")
