@@ -2,6 +2,7 @@
 
 Prints, and writes to DIR/bench.json (default reports/latest/bench.json):
 
+- the machine's speed before and after (10^7 Python additions, seconds);
 - the time to import each framework, in a fresh process;
 - ``--adapters numpy``: its wall time and the oracle adapter's examples per second;
 - the cost of generating one example, per clause (in this process, no framework);
@@ -53,6 +54,18 @@ SEEDS = (11, 12)  # the default runs' seeds: cold, warm
 
 def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def machine_speed() -> float:
+    """Seconds for 10^7 Python additions, best of 3: this machine's speed of the hour
+    (it drifts 10-20 % here), so figures from different hours can be compared."""
+    best = float("inf")
+    for _ in range(3):
+        start, total = time.perf_counter(), 0
+        for i in range(10**7):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return round(best, 3)
 
 
 def import_time(statement: str, env: dict[str, str]) -> float | None:
@@ -237,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for t, m, ok in targets(result):
         print(f"{'met    ' if ok else 'NOT MET'}  {t}: {m}")
+    speed = result.get("machine_speed_s", {})
+    print(f"machine speed (10^7 Python additions): {speed.get('before')} s before, {speed.get('after')} s after")
     if "failed" in result:
         print(f"error: a benchmark run failed, figures after it are missing: {result['failed']}", file=sys.stderr)
         return 1
@@ -245,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(result: dict, args: argparse.Namespace) -> None:
     base = args.report_dir / "bench"
+    result["machine_speed_s"] = {"before": machine_speed()}
     result["imports_s"] = {label: import_time(*spec) for label, spec in IMPORTS.items()}
     wall, recs = timed_run(base / "numpy", "--adapters=numpy")
     result["numpy_run_s"] = wall
@@ -257,6 +273,7 @@ def measure(result: dict, args: argparse.Namespace) -> None:
                 result["thorough_s"], recs = timed_run(base / "thorough", "--hypothesis-profile=thorough",
                                                        f"--hypothesis-seed={SEEDS[0]}", env=fresh_caches(tmp))
             result["thorough_statuses"] = statuses(recs)
+    result["machine_speed_s"]["after"] = machine_speed()
 
 if __name__ == "__main__":
     sys.exit(main())

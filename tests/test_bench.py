@@ -16,6 +16,7 @@ def test_the_quick_benchmark_writes_its_figures(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "bench.json").read_text())
+    assert set(result["machine_speed_s"]) == {"before", "after"}
     assert set(result["imports_s"]) == set(IMPORTS) and all(isinstance(t, float) for t in result["imports_s"].values())
     assert result["numpy_run_s"] > 0 and result["numpy"]["examples"] >= 100 * 27
     assert set(result["generate_ms_per_example"]) == set(load_all())
