@@ -42,3 +42,21 @@ def test_a_run_that_does_not_run_the_suite_is_a_failure_not_a_figure(tmp_path):
 
     with pytest.raises(RunFailed, match=r"exited 4 without results: .*unknown adapter 'nosuch'"):
         timed_run(tmp_path, "--adapters=nosuch")
+
+
+def test_a_failed_run_keeps_what_was_measured_and_exits_1(tmp_path, monkeypatch, capsys):
+    from suites import bench
+
+    def broken(out, *args, env=None):
+        raise bench.RunFailed("pytest --adapters=numpy exited 3 without results: INTERNALERROR")
+
+    monkeypatch.setattr(bench, "machine_speed", lambda: 0.2)
+    monkeypatch.setattr(bench, "import_time", lambda statement, env: 0.1)
+    monkeypatch.setattr(bench, "timed_run", broken)
+    assert bench.main(["--quick", f"--report-dir={tmp_path}"]) == 1
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["failed"].startswith("pytest --adapters=numpy exited 3")
+    assert set(result["imports_s"]) == set(IMPORTS) and result["machine_speed_s"] == {"before": 0.2}
+    assert "numpy_run_s" not in result and result["targets"] == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: a benchmark run failed") and "INTERNALERROR" in err[0]
