@@ -24,20 +24,13 @@ _outcome: tuple[str | None, str] | None = None  # (why inductor cannot run, or N
 
 
 def _probe(torch) -> None:
-    import torch.nn.functional as F
+    from .torch_adapter import CompiledFunctionalEmbedding
 
-    def embed(ids, weight):
-        return F.embedding(ids, weight)
-
-    fn = torch.compile(embed, dynamic=True, backend="inductor")
+    # a fresh code object per attempt, so a failed attempt leaves dynamo nothing to reuse
+    fn = torch.compile(CompiledFunctionalEmbedding._new_function(False), dynamic=True, backend="inductor")
     out = fn(torch.tensor([1, 0]), torch.arange(6, dtype=torch.float32).reshape(3, 2))
     if out.tolist() != [[2.0, 3.0], [0.0, 1.0]]:
         raise RuntimeError(f"inductor probe returned {out.tolist()}")
-
-
-def _set_trust(config, cpu_vec_isa, value: bool | None) -> None:
-    config.cpp.vec_isa_ok = value
-    cpu_vec_isa.valid_vec_isa_list.cache_clear()
 
 
 def ready() -> tuple[str | None, str]:
@@ -51,26 +44,23 @@ def ready() -> tuple[str | None, str]:
         from torch._inductor import config, cpu_vec_isa
 
         user_choice = config.cpp.vec_isa_ok
-        trusted = user_choice is None
-        if trusted:
-            _set_trust(config, cpu_vec_isa, True)
-        how = TRUSTED if trusted else f"as set (config.cpp.vec_isa_ok={user_choice})"
-        try:
-            _probe(torch)
-            _outcome = (None, _note(cpu_vec_isa, how))
-        except Exception as exc:
-            reason = _reason(exc)
-            if trusted:  # perhaps the flags promise more than the compiler or loader gives
-                _set_trust(config, cpu_vec_isa, None)
-                how = f"by inductor's own probing (the CPU's flags failed: {reason})"
-                try:
-                    torch._dynamo.reset()
-                    _probe(torch)
-                    _outcome = (None, _note(cpu_vec_isa, how))
-                    return _outcome
-                except Exception as again:
-                    reason = _reason(again)
-            _outcome = (reason, _note(cpu_vec_isa, how))
+        if user_choice is None:  # the user has not chosen: the CPU's flags, else inductor's probing
+            attempts = [(True, TRUSTED), (None, "by inductor's own probing")]
+        else:
+            attempts = [(user_choice, f"as set (config.cpp.vec_isa_ok={user_choice})")]
+        reason = None
+        for value, how in attempts:
+            config.cpp.vec_isa_ok = value
+            cpu_vec_isa.valid_vec_isa_list.cache_clear()
+            if reason is not None:  # perhaps the flags promise more than the compiler or loader gives
+                how += f" (the CPU's flags failed: {reason})"
+            try:
+                _probe(torch)
+                reason = None
+                break
+            except Exception as exc:
+                reason = _reason(exc)
+        _outcome = (reason, _note(cpu_vec_isa, how))
         return _outcome
 
 

@@ -243,12 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         measure(result, args)
     except RunFailed as exc:  # keep what was measured; say which run broke
         result["failed"] = str(exc)
-    result["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in targets(result)]
+    rows = targets(result)
+    result["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in rows]
     args.report_dir.mkdir(parents=True, exist_ok=True)
     (args.report_dir / "bench.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     print()
-    for t, m, ok in targets(result):
+    for t, m, ok in rows:
         print(f"{'met    ' if ok else 'NOT MET'}  {t}: {m}")
     speed = result.get("machine_speed_s", {})
     print(f"machine speed (10^7 Python additions): {speed.get('before')} s before, {speed.get('after')} s after")
