@@ -15,7 +15,10 @@ Optional data:
 
 - ``capabilities: Capabilities`` (declared, OpInfo style; defaults below);
 - ``snippet(op, args) -> str``: stand-alone code in the framework's own API that
-  reproduces one call (``args`` maps argument names to NumPy expressions).
+  reproduces one call (``args`` maps argument names to NumPy expressions);
+- ``environment() -> dict[str, int | str]``: facts of the running process that
+  change the framework's behaviour (``{"torch.threads": 2}``), recorded with every
+  check; a declared divergence's ``when`` is held against them.
 
 Failures are raised as the classes below. Anything else raised by an adapter
 counts against it.
@@ -107,6 +110,13 @@ class Adapter(Protocol):
 def capabilities_of(adapter: Any) -> Capabilities:
     caps = getattr(adapter, "capabilities", None)
     return caps if isinstance(caps, Capabilities) else Capabilities()
+
+
+def environment_of(adapter: Any) -> dict[str, int | str]:
+    """The adapter's runtime facts (``environment()``), or {} if it reports none."""
+    report = getattr(adapter, "environment", None)
+    facts = report() if callable(report) else {}
+    return {str(k): v for k, v in dict(facts).items()}
 
 
 def check_adapter(adapter: Any) -> None:

@@ -187,6 +187,10 @@ class TorchEmbedding:
     state_trainable = False
     capabilities = Capabilities(table_ndims=_TABLE_NDIMS, id_dtypes=_ID_DTYPES, notes=_BASE_NOTES)
 
+    def environment(self) -> dict[str, int]:
+        # intra-op threads: parallel kernels (and their reductions' order) depend on them
+        return {"torch.threads": _torch().get_num_threads()}
+
     # -- the call a variant makes ---------------------------------------------------
     def _call(self, ids, weight, *, trainable: bool = False, **options):
         """Return ``(out, weight_tensor)``: the lookup's output and the tensor the
@@ -404,6 +408,13 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
             "(dtypes, ranks, 0/1 sizes, equal sizes), so dynamo never recompiles past its limit",
             "lookup_with_state: F.embedding(max_norm=...) under torch.compile",
         ))
+
+    def environment(self) -> dict[str, int]:
+        from torch._inductor.utils import parallel_num_threads
+
+        # the threads inductor generates code for (config.cpp.threads, else torch's):
+        # past one it writes parallel loops, and torch.toml#7's failing scatter with them
+        return {**super().environment(), "inductor.threads": parallel_num_threads()}
 
     def _select_backend(self) -> None:
         """Ready inductor (adapters/inductor.py: one compiled lookup); if it cannot build

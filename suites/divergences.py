@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 BUILTIN_DIR = Path(__file__).with_name("divergences")
-KEYS = {"adapter", "clause", "model", "versions", "reference", "note", "witness"}
+KEYS = {"adapter", "clause", "model", "versions", "reference", "note", "witness", "when"}
 REQUIRED = ("adapter", "clause", "model", "versions", "reference")
 
 
@@ -40,6 +40,10 @@ class Divergence:
     # hypothesis explicit example): a rare departure is then found on every run,
     # and a fix upstream turns the declaration stale for certain
     witness: dict | None = field(default=None, compare=False, hash=False)
+    # facts of the adapter's process (its environment(): thread counts, ...) the
+    # divergence needs, as PEP 440 specifiers; where one is unmet the adapter is
+    # held to the contract itself
+    when: tuple[tuple[str, str], ...] = ()
 
     def witness_args(self) -> dict[str, Any] | None:
         return build_witness(self.witness) if self.witness else None
@@ -58,11 +62,27 @@ class Divergence:
                 return False
         return True
 
+    def unmet(self, facts: dict[str, Any]) -> str | None:
+        """Why the ``when`` conditions fail in a process with these facts, or None."""
+        for fact, spec in self.when:
+            have = facts.get(fact)
+            if have is None:
+                return f"it needs {fact} {spec}, which the adapter does not report"
+            try:
+                ok = SpecifierSet(spec).contains(Version(str(have)), prereleases=True)
+            except InvalidVersion:
+                ok = False
+            if not ok:
+                return f"it needs {fact} {spec}, and this process has {fact} = {have}"
+        return None
+
     def as_dict(self) -> dict[str, Any]:
         out = {"model": list(self.model), "versions": dict(self.versions), "reference": self.reference,
                "note": self.note, "source": self.source}
         if self.witness:
             out["witness"] = self.witness
+        if self.when:
+            out["when"] = dict(self.when)
         return out
 
 
@@ -154,9 +174,19 @@ def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterab
             raise ExpectationsError(f"{where}: reference must name a doc, source file or issue")
         if "witness" in e:
             _check_witness(where, e["witness"])
+        when = e.get("when", {})
+        if not isinstance(when, dict):
+            raise ExpectationsError(f"{where}: when must map facts of the adapter's environment() to specifiers, "
+                                    f"e.g. {{ \"torch.threads\" = \">=2\" }}")
+        for fact, spec in when.items():
+            try:
+                SpecifierSet(str(spec))
+            except InvalidSpecifier:
+                raise ExpectationsError(f"{where}: when {fact} = {spec!r} is not a specifier (PEP 440, e.g. '>=2')") from None
         out.append(Divergence(str(e["adapter"]), e["clause"], tuple(model),
                               tuple((str(k), str(v)) for k, v in versions.items()),
-                              e["reference"], str(e.get("note", "")), f"{path.name}#{n}", e.get("witness")))
+                              e["reference"], str(e.get("note", "")), f"{path.name}#{n}", e.get("witness"),
+                              tuple((str(k), str(v)) for k, v in when.items())))
     return out
 
 

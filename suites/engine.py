@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 from hypothesis import seed as hyp_seed
 from hypothesis.errors import FlakyFailure, FlakyStrategyDefinition, HypothesisException
 
-from adapters.contract import LookupFailure, capabilities_of
+from adapters.contract import LookupFailure, capabilities_of, environment_of
 
 from .assertions import Outcome, invoke
 from .catalogue import Clause
@@ -149,6 +149,17 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
     reason = clause.applicable(caps, adapter)
     if reason:
         return {"status": "not_applicable", "reason": reason, "examples": 0, "seconds": 0.0}
+    try:
+        facts = environment_of(adapter)
+    except Exception as exc:  # a broken report must not hide the check; a `when` then fails
+        facts = {"environment() failed": f"{type(exc).__name__}: {exc}"[:200]}
+    if facts:
+        rec["environment"] = facts
+    if divergence is not None and divergence.when:
+        unmet = divergence.unmet(facts)
+        if unmet:  # e.g. a failure only multi-threaded code has: held to the contract here
+            rec["divergence_set_aside"] = f"{divergence.source} does not apply here: {unmet}"
+            divergence = None
     cfg = hypothesis_settings(profile)
     witness = divergence.witness_args() if divergence is not None else None
     search = Search(adapter, clause, cfg, seed, witness)

@@ -97,7 +97,8 @@ class Conformance:
         job = self.job(entry, clause_id)
         fut = self.pending.pop((entry.name, clause_id), None)
         rec = {**base, **(fut.result() if fut is not None else entry.host.run(job))}
-        rec["divergence"] = job.divergence.as_dict() if job.divergence is not None else None
+        applies = job.divergence is not None and "divergence_set_aside" not in rec
+        rec["divergence"] = job.divergence.as_dict() if applies else None
         return rec
 
     def stop(self) -> None:

@@ -79,3 +79,16 @@ def test_a_users_own_choice_is_kept(tmp_path):
     """, tmp_path)
     assert out["after"] is False and out["reason"] is None, out
     assert out["note"] == "inductor's vector ISA: INVALID_VEC_ISA, as set (config.cpp.vec_isa_ok=False)", out
+
+
+def test_the_one_element_scatter_divergence_needs_two_threads(tmp_path):
+    # torch.toml#7 lives in code inductor writes for two or more threads: on one (a
+    # 1-CPU machine, OMP_NUM_THREADS=1) the check is held to the contract, not stale
+    from tests.runner import by_check, run_suite
+
+    _, records = run_suite("-k", "grad.scatter_add", "--adapters=torch.nn.functional.embedding[compile]",
+                           report_dir=tmp_path / "one-thread", env={"OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)})
+    rec = by_check(records)[("torch.nn.functional.embedding[compile]", "grad.scatter_add")]
+    assert rec["environment"]["inductor.threads"] == 1
+    assert rec["status"] == "conforms" and rec["divergence"] is None
+    assert rec["divergence_set_aside"].startswith("torch.toml#")

@@ -70,6 +70,10 @@ def test_unclassified_exception_counts_against_the_adapter(tmp_path):
      "witness={ids={values=[-1]}}\n", "witness argument 'ids' must hold dtype and one of values, bits"),
     ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
      "witness={ids={dtype='int8',values=[300]}}\n", "witness does not build arrays"),
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
+     "when={threads='many'}\n", "when threads = 'many' is not a specifier"),
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
+     "when='threaded'\n", "when must map facts of the adapter's environment() to specifiers"),
 ])
 def test_malformed_expectations_file_is_a_one_line_error(tmp_path, content, problem):
     bad = tmp_path / "mine.toml"
@@ -132,6 +136,42 @@ def test_declared_divergence_outside_its_versions_does_not_apply(tmp_path):
 
 def test_declared_divergence_that_holds_diverges(tmp_path):
     assert _wrapping_fault_status(tmp_path, ">=1.0") == "diverges"
+
+
+def _threaded_status(tmp_path, threads: str, when: str = '">=2"') -> dict:
+    """The ids.negative check of an adapter that wraps negative ids only with two or
+    more threads, declared to wrap them ``when`` its thread count allows."""
+    mine = tmp_path / "mine.toml"
+    mine.write_text(textwrap.dedent(f"""
+        [[divergence]]
+        adapter = "edge.wraps_when_threaded"
+        clause = "ids.negative"
+        model = ["wrap_negative"]
+        versions = {{ numpy = ">=1.0" }}
+        when = {{ "edge.threads" = {when} }}
+        reference = "https://example.org/wraps-when-threaded"
+    """))
+    _, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.edges:WrapsNegativeWhenThreaded",
+                           f"--expectations={mine}", report_dir=tmp_path / "out", env={"EDGE_THREADS": threads})
+    return by_check(records)[("edge.wraps_when_threaded", "ids.negative")]
+
+
+def test_a_divergence_whose_when_holds_diverges(tmp_path):
+    rec = _threaded_status(tmp_path, "2")
+    assert rec["status"] == "diverges" and rec["environment"] == {"edge.threads": 2}
+    assert rec["divergence"]["when"] == {"edge.threads": ">=2"} and "divergence_set_aside" not in rec
+
+
+def test_a_divergence_whose_when_fails_is_set_aside_not_stale(tmp_path):
+    # one thread: the adapter conforms, and the declaration says so instead of going stale
+    rec = _threaded_status(tmp_path, "1")
+    assert rec["status"] == "conforms" and rec["divergence"] is None
+    assert "edge.threads >=2" in rec["divergence_set_aside"] and "edge.threads = 1" in rec["divergence_set_aside"]
+
+
+def test_a_set_aside_divergence_still_catches_a_departure(tmp_path):
+    # the condition is wrong (the adapter wraps at two threads): held to the contract, it violates
+    assert _threaded_status(tmp_path, "2", '">=3"')["status"] == "violates"
 
 
 def test_a_framework_that_is_not_installed_is_unavailable(tmp_path):

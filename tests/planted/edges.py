@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
+
 from adapters import oracle
 
 
@@ -42,4 +44,23 @@ class Correct:
     framework = "numpy"
 
     def lookup(self, table, ids):
+        return oracle.lookup(table, ids)
+
+
+class WrapsNegativeWhenThreaded:
+    """Wraps negative ids (Python indexing) only when its process runs several
+    threads, as a parallel kernel may; reports the thread count from EDGE_THREADS."""
+    name = "edge.wraps_when_threaded"
+    framework = "numpy"
+
+    def environment(self):
+        return {"edge.threads": int(os.environ.get("EDGE_THREADS", "1"))}
+
+    def lookup(self, table, ids):
+        if self.environment()["edge.threads"] >= 2 and ids.size and (ids.astype("int64") < 0).any():
+            wide = ids.astype("int64")
+            if ((wide >= table.shape[0]) | (wide < -table.shape[0])).any():
+                from adapters.contract import OutOfRange
+                raise OutOfRange("id outside [-V, V)")
+            return np.asarray(table[wide])
         return oracle.lookup(table, ids)
