@@ -276,5 +276,6 @@ def measure(result: dict, args: argparse.Namespace) -> None:
             result["thorough_statuses"] = statuses(recs)
     result["machine_speed_s"]["after"] = machine_speed()
 
+
 if __name__ == "__main__":
     sys.exit(main())

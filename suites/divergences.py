@@ -51,16 +51,7 @@ class Divergence:
     def holds_for(self, adapter: str, clause: str, installed: dict[str, str]) -> bool:
         if clause != self.clause or not (adapter == self.adapter or fnmatch.fnmatchcase(adapter, self.adapter)):
             return False
-        for dist, spec in self.versions:
-            have = installed.get(dist)
-            if have is None:
-                return False
-            try:
-                if not SpecifierSet(spec).contains(Version(have), prereleases=True):
-                    return False
-            except InvalidVersion:
-                return False
-        return True
+        return all(_satisfies(spec, installed.get(dist)) for dist, spec in self.versions)
 
     def unmet(self, facts: dict[str, Any]) -> str | None:
         """Why the ``when`` conditions fail in a process with these facts, or None."""
@@ -68,11 +59,7 @@ class Divergence:
             have = facts.get(fact)
             if have is None:
                 return f"it needs {fact} {spec}, which the adapter does not report"
-            try:
-                ok = SpecifierSet(spec).contains(Version(str(have)), prereleases=True)
-            except InvalidVersion:
-                ok = False
-            if not ok:
+            if not _satisfies(spec, have):
                 return f"it needs {fact} {spec}, and this process has {fact} = {have}"
         return None
 
@@ -84,6 +71,24 @@ class Divergence:
         if self.when:
             out["when"] = dict(self.when)
         return out
+
+
+def _satisfies(spec: str, value: Any) -> bool:
+    """Whether a version (or a fact such as a thread count) is in a PEP 440 specifier set."""
+    if value is None:
+        return False
+    try:
+        return SpecifierSet(spec).contains(Version(str(value)), prereleases=True)
+    except InvalidVersion:
+        return False
+
+
+def _check_specifiers(where: str, key: str, mapping: dict, what: str) -> None:
+    for name, spec in mapping.items():
+        try:
+            SpecifierSet(str(spec))
+        except InvalidSpecifier:
+            raise ExpectationsError(f"{where}: {key}{name} = {spec!r} is not a {what}") from None
 
 
 def build_witness(spec: dict[str, Any]) -> dict[str, Any]:
@@ -165,11 +170,7 @@ def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterab
         versions = e["versions"]
         if not isinstance(versions, dict) or not versions:
             raise ExpectationsError(f"{where}: versions must map distributions to version specifiers, e.g. {{ torch = \">=2.0\" }}")
-        for dist, spec in versions.items():
-            try:
-                SpecifierSet(str(spec))
-            except InvalidSpecifier:
-                raise ExpectationsError(f"{where}: {dist} = {spec!r} is not a version specifier (PEP 440, e.g. '>=2.16,<2.22')") from None
+        _check_specifiers(where, "", versions, "version specifier (PEP 440, e.g. '>=2.16,<2.22')")
         if not isinstance(e["reference"], str) or not e["reference"].strip():
             raise ExpectationsError(f"{where}: reference must name a doc, source file or issue")
         if "witness" in e:
@@ -178,11 +179,7 @@ def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterab
         if not isinstance(when, dict):
             raise ExpectationsError(f"{where}: when must map facts of the adapter's environment() to specifiers, "
                                     f"e.g. {{ \"torch.threads\" = \">=2\" }}")
-        for fact, spec in when.items():
-            try:
-                SpecifierSet(str(spec))
-            except InvalidSpecifier:
-                raise ExpectationsError(f"{where}: when {fact} = {spec!r} is not a specifier (PEP 440, e.g. '>=2')") from None
+        _check_specifiers(where, "when ", when, "specifier (PEP 440, e.g. '>=2')")
         out.append(Divergence(str(e["adapter"]), e["clause"], tuple(model),
                               tuple((str(k), str(v)) for k, v in versions.items()),
                               e["reference"], str(e.get("note", "")), f"{path.name}#{n}", e.get("witness"),

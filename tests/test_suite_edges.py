@@ -85,8 +85,9 @@ def test_malformed_expectations_file_is_a_one_line_error(tmp_path, content, prob
     assert not records
 
 
-def _declare(tmp_path, adapter: str, versions: str, witness: str = ""):
-    """A user's expectations file declaring that ``adapter`` wraps negative ids."""
+def _declare(tmp_path, adapter: str, versions: str, extra: str = ""):
+    """A user's expectations file declaring that ``adapter`` wraps negative ids
+    (``extra``: more keys of the declaration, a witness or a when)."""
     mine = tmp_path / "mine.toml"
     mine.write_text(textwrap.dedent(f"""
         [[divergence]]
@@ -95,7 +96,7 @@ def _declare(tmp_path, adapter: str, versions: str, witness: str = ""):
         model = ["wrap_negative"]
         versions = {{ numpy = "{versions}" }}
         reference = "https://example.org/wraps"
-    """) + witness)
+    """) + extra)
     return f"--expectations={mine}"
 
 
@@ -141,18 +142,9 @@ def test_declared_divergence_that_holds_diverges(tmp_path):
 def _threaded_status(tmp_path, threads: str, when: str = '">=2"') -> dict:
     """The ids.negative check of an adapter that wraps negative ids only with two or
     more threads, declared to wrap them ``when`` its thread count allows."""
-    mine = tmp_path / "mine.toml"
-    mine.write_text(textwrap.dedent(f"""
-        [[divergence]]
-        adapter = "edge.wraps_when_threaded"
-        clause = "ids.negative"
-        model = ["wrap_negative"]
-        versions = {{ numpy = ">=1.0" }}
-        when = {{ "edge.threads" = {when} }}
-        reference = "https://example.org/wraps-when-threaded"
-    """))
+    declared = _declare(tmp_path, "edge.wraps_when_threaded", ">=1.0", f'when = {{ "edge.threads" = {when} }}\n')
     _, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.edges:WrapsNegativeWhenThreaded",
-                           f"--expectations={mine}", report_dir=tmp_path / "out", env={"EDGE_THREADS": threads})
+                           declared, report_dir=tmp_path / "out", env={"EDGE_THREADS": threads})
     return by_check(records)[("edge.wraps_when_threaded", "ids.negative")]
 
 
