@@ -60,3 +60,28 @@ def test_a_failed_run_keeps_what_was_measured_and_exits_1(tmp_path, monkeypatch,
     assert "numpy_run_s" not in result and result["targets"] == []
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: a benchmark run failed") and "INTERNALERROR" in err[0]
+
+
+def test_every_ci_run_starts_with_empty_caches_and_the_warm_run_takes_the_cold_ones(tmp_path, monkeypatch):
+    # a ci run in the caches of the ci run before it measures the caches, not itself
+    import os
+
+    from suites import bench
+
+    seen: list[tuple[str, str, bool]] = []
+
+    def fake(out, *args, env=None):
+        tmp = env["TMPDIR"]
+        seen.append((out.name, tmp, bool(os.listdir(tmp))))
+        open(os.path.join(tmp, "kernel.so"), "w").close()  # what a run leaves behind
+        return 1.0, [{"adapter": "numpy", "clause": "rows.exact", "status": "conforms", "examples": 100}]
+
+    monkeypatch.setattr(bench, "timed_run", fake)
+    monkeypatch.setattr(bench, "_full", lambda result, key, wall, recs: result.setdefault(key, {}))
+    bench.full_runs({}, tmp_path, repeat=1)
+    runs = {name: (tmp, cached) for name, tmp, cached in seen}
+    assert [name for name, _, _ in seen] == ["cold", "warm", "ci", "ci-w1", "ci-n2"]
+    assert runs["warm"] == (runs["cold"][0], True)
+    assert not any(runs[n][1] for n in ("cold", "ci", "ci-w1", "ci-n2"))
+    assert len({runs[n][0] for n in ("cold", "ci", "ci-w1", "ci-n2")}) == 4
+    assert not any(os.path.exists(tmp) for tmp, _ in runs.values())  # none left behind
