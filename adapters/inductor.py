@@ -24,10 +24,10 @@ _outcome: tuple[str | None, str] | None = None  # (why inductor cannot run, or N
 
 
 def _probe(torch) -> None:
-    from .torch_adapter import CompiledFunctionalEmbedding
+    from .torch_adapter import fresh_embed
 
     # a fresh code object per attempt, so a failed attempt leaves dynamo nothing to reuse
-    fn = torch.compile(CompiledFunctionalEmbedding._new_function(False), dynamic=True, backend="inductor")
+    fn = torch.compile(fresh_embed(False), dynamic=True, backend="inductor")
     out = fn(torch.tensor([1, 0]), torch.arange(6, dtype=torch.float32).reshape(3, 2))
     if out.tolist() != [[2.0, 3.0], [0.0, 1.0]]:
         raise RuntimeError(f"inductor probe returned {out.tolist()}")

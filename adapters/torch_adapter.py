@@ -376,6 +376,18 @@ def _shape_key(*shapes: tuple[int, ...]) -> tuple:
     return tuple(key)
 
 
+def fresh_embed(with_max_norm: bool) -> Callable:
+    """A function calling ``F.embedding`` with a code object of its own: dynamo's cache
+    and recompile count are per code object (also adapters/inductor.py's probe)."""
+    ns: dict[str, Any] = {}
+    if with_max_norm:
+        src = "def embed(ids, weight, max_norm):\n    return F.embedding(ids, weight, max_norm=max_norm)\n"
+    else:
+        src = "def embed(ids, weight):\n    return F.embedding(ids, weight)\n"
+    exec(compile(src, "<torch_adapter.compiled>", "exec"), {"F": _torch().nn.functional}, ns)
+    return ns["embed"]
+
+
 class CompiledFunctionalEmbedding(FunctionalEmbedding):
     """``torch.compile(f, dynamic=True)`` of a function calling ``F.embedding``.
 
@@ -432,18 +444,6 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
                       f"compiled with backend='{self.FALLBACK_BACKEND}' instead",)
         self.capabilities = self.capabilities.narrowed(notes=notes)
 
-    @staticmethod
-    def _new_function(with_max_norm: bool) -> Callable:
-        # a fresh code object per call: dynamo's cache and recompile count are per code object
-        ns: dict[str, Any] = {}
-        torch = _torch()
-        if with_max_norm:
-            src = "def embed(ids, weight, max_norm):\n    return F.embedding(ids, weight, max_norm=max_norm)\n"
-        else:
-            src = "def embed(ids, weight):\n    return F.embedding(ids, weight)\n"
-        exec(compile(src, "<torch_adapter.compiled>", "exec"), {"F": torch.nn.functional}, ns)
-        return ns["embed"]
-
     def _compiled(self, key: tuple, with_max_norm: bool) -> Callable:
         fn = self._cache.get(key)
         if fn is None:
@@ -452,7 +452,7 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
                 if fn is None:
                     self._select_backend()
                     torch = _torch()
-                    fn = torch.compile(self._new_function(with_max_norm), dynamic=True, backend=self.backend)
+                    fn = torch.compile(fresh_embed(with_max_norm), dynamic=True, backend=self.backend)
                     self._cache[key] = fn
                     self.compiles += 1
         return fn

@@ -83,12 +83,14 @@ def _satisfies(spec: str, value: Any) -> bool:
         return False
 
 
-def _check_specifiers(where: str, key: str, mapping: dict, what: str) -> None:
+def _check_specifiers(where: str, prefix: str, mapping: dict, what: str) -> None:
+    """One-line error for the first value of ``mapping`` that is not a specifier set
+    (``prefix`` names the key it sits under in the error: "" or "when ")."""
     for name, spec in mapping.items():
         try:
             SpecifierSet(str(spec))
         except InvalidSpecifier:
-            raise ExpectationsError(f"{where}: {key}{name} = {spec!r} is not a {what}") from None
+            raise ExpectationsError(f"{where}: {prefix}{name} = {spec!r} is not a {what}") from None
 
 
 def build_witness(spec: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ asserted here: a timed test is a flaky test)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -64,8 +65,6 @@ def test_a_failed_run_keeps_what_was_measured_and_exits_1(tmp_path, monkeypatch,
 
 def test_every_ci_run_starts_with_empty_caches_and_the_warm_run_takes_the_cold_ones(tmp_path, monkeypatch):
     # a ci run in the caches of the ci run before it measures the caches, not itself
-    import os
-
     from suites import bench
 
     seen: list[tuple[str, str, bool]] = []
