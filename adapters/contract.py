@@ -9,7 +9,12 @@ Optional methods add capabilities; a missing one makes its clauses
 ``not_applicable``:
 
 - ``lookup_sharded(shards, ids, strategy) -> np.ndarray``;
-- ``grad(table, ids, upstream) -> np.ndarray``: d sum(lookup * upstream) / d table.
+- ``grad(table, ids, upstream) -> np.ndarray``: d sum(lookup * upstream) / d table;
+- ``lookup_loaded(table, ids, path) -> np.ndarray``: the lookup after setting the
+  table's weights through ``path``, one of ``capabilities.load_paths`` (the API's
+  documented ways of loading weights: ``set_weights``, ``from_pretrained``, ...);
+- ``grad_padded``, ``grad_scaled``, ``lookup_with_state``, ``lookup_mask_zero``: the
+  training clauses (suites/test_training.py).
 
 Optional data:
 
@@ -33,6 +38,9 @@ import numpy as np
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 STRATEGIES = ("mod", "div")
+# The adapter methods clauses call; an adapter offers those it defines (callable).
+METHODS = ("lookup", "lookup_sharded", "grad", "grad_padded", "grad_scaled", "lookup_with_state",
+           "lookup_mask_zero", "lookup_loaded")
 
 
 class LookupFailure(Exception):
@@ -86,6 +94,9 @@ class Capabilities:
     empty_rows: bool = True
     # Partition strategies lookup_sharded takes (only with lookup_sharded).
     strategies: tuple[str, ...] = STRATEGIES
+    # The documented ways of setting a table's weights that ``lookup_loaded(table,
+    # ids, path)`` takes (``set_weights``, ``from_pretrained``, ...): table.load.
+    load_paths: tuple[str, ...] = ()
     # Distributions whose versions are reported beside ``framework``.
     distributions: tuple[str, ...] = ()
     device: str = "cpu"
@@ -110,6 +121,34 @@ class Adapter(Protocol):
 def capabilities_of(adapter: Any) -> Capabilities:
     caps = getattr(adapter, "capabilities", None)
     return caps if isinstance(caps, Capabilities) else Capabilities()
+
+
+def methods_of(adapter: Any) -> tuple[str, ...]:
+    """The clause methods (``METHODS``) an adapter, or an adapter class, offers."""
+    return tuple(m for m in METHODS if callable(getattr(adapter, m, None)))
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a built-in adapter offers, known without importing its framework: the
+    methods it defines and its capabilities. Each built-in adapter module exports
+    ``describe(name) -> Description``; the adapter object it builds must match it
+    (checked when a worker builds it), so the two cannot drift."""
+
+    methods: tuple[str, ...]
+    capabilities: Capabilities
+
+    def mismatch(self, adapter: Any) -> str | None:
+        """Why ``adapter`` does not match this description (notes aside), or None."""
+        have = methods_of(adapter)
+        if set(have) != set(self.methods):
+            return f"it offers {', '.join(have) or 'nothing'}, its description {', '.join(self.methods)}"
+        caps = capabilities_of(adapter)
+        for f in fields(Capabilities):
+            if f.name != "notes" and getattr(caps, f.name) != getattr(self.capabilities, f.name):
+                return (f"its capability {f.name} is {getattr(caps, f.name)!r}, its description "
+                        f"{getattr(self.capabilities, f.name)!r}")
+        return None
 
 
 def environment_of(adapter: Any) -> dict[str, int | str]:

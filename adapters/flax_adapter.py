@@ -17,24 +17,44 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract import InvalidTable
+from .contract import Description, InvalidTable, methods_of
 from .jax_adapter import _X64_NOTE, _fmt_snippet, jax_capabilities, to_numpy, translate_jax_error
 
 
 _SINGLE_ROW_NOTE = (
-    "min_rows=2: with num_embeddings == 1, __call__ takes a broadcast path "
-    "(jnp.broadcast_to(embedding, ids.shape + (features,)), flax/nnx/nn/linear.py) instead of jnp.take: "
-    "row 0 comes back for every id whatever its value (5, -7, 2**31-1: never a NaN row); 0-d ids raise "
-    "ValueError 'Cannot broadcast to shape with fewer dimensions'; and bfloat16 bits depend on the "
-    "output shape (ids of shape (3,) or (3, 3) flush subnormals to signed zero and quiet sNaNs, "
-    "0x7f81 -> 0x7fc1; shapes (1,), (2, 2) keep every bit). No exact model covers that path "
-    "(broadcast_single_row predicts the rows, not the 0-d failure or those bits), so one-row "
-    "tables are not drawn")
+    "with num_embeddings == 1, __call__ takes a broadcast path instead of jnp.take "
+    "(flax/nnx/nn/linear.py): row 0 for every id whatever its value; see suites/divergences/jax.toml")
+# table.load: the documented ways of giving the layer a table, as the lines a snippet prints
+_LOAD_SOURCE = {
+    # the param's value assigned (nnx: state is attributes)
+    "value": ["layer = nnx.Embed(num_embeddings=table.shape[0], features=table.shape[1],",
+              "                  param_dtype=table.dtype, dtype=table.dtype,",
+              "                  embedding_init=nnx.initializers.zeros_init(), rngs=nnx.Rngs(0))",
+              "layer.embedding.value = jnp.asarray(table)"],
+    # an initializer that returns the table
+    "embedding_init": ["layer = nnx.Embed(num_embeddings=table.shape[0], features=table.shape[1],",
+                       "                  param_dtype=table.dtype, dtype=table.dtype,",
+                       "                  embedding_init=lambda key, shape, dtype: jnp.asarray(table, dtype),",
+                       "                  rngs=nnx.Rngs(0))"],
+}
+CAPABILITIES = jax_capabilities(
+    table_ndims=(2,),
+    load_paths=tuple(_LOAD_SOURCE),
+    distributions=("flax", "jax", "jaxlib"),
+    notes=(
+        "nnx.Embed holds a (num_embeddings, features) matrix: 2-D tables only",
+        "__call__ is jnp.take(embedding, ids, axis=0) (mode 'fill': NaN rows out of "
+        "bounds, ids in [-V,-1] wrap)",
+        _SINGLE_ROW_NOTE,
+        _X64_NOTE,
+    ),
+)
 
 
 class NnxEmbed:
     name = "flax.nnx.Embed"
     framework = "flax"
+    capabilities = CAPABILITIES
 
     def __init__(self):
         import jax.numpy as jnp
@@ -43,18 +63,6 @@ class NnxEmbed:
         self._jnp = jnp
         self._nnx = nnx
         self._layers: dict[tuple, object] = {}
-        self.capabilities = jax_capabilities(
-            table_ndims=(2,),
-            min_rows=2,
-            distributions=("flax", "jax", "jaxlib"),
-            notes=(
-                "nnx.Embed holds a (num_embeddings, features) matrix: 2-D tables only",
-                "__call__ is jnp.take(embedding, ids, axis=0) (mode 'fill': NaN rows out of "
-                "bounds, ids in [-V,-1] wrap)",
-                _SINGLE_ROW_NOTE,
-                _X64_NOTE,
-            ),
-        )
 
         def loss(layer, ids, upstream):
             return jnp.sum(layer(ids) * upstream)
@@ -89,6 +97,13 @@ class NnxEmbed:
         layer = self._layer(table)
         return to_numpy(self._call(layer, ids))
 
+    def lookup_loaded(self, table: np.ndarray, ids: np.ndarray, path: str) -> np.ndarray:
+        if table.ndim != 2:
+            raise InvalidTable(f"flax.nnx.Embed takes a 2-D table, got rank {table.ndim}")
+        ns = {"nnx": self._nnx, "jnp": self._jnp, "table": table}
+        exec("\n".join(_LOAD_SOURCE[path]), ns)  # the very lines the snippet prints
+        return to_numpy(self._call(ns["layer"], ids))
+
     def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
         layer = self._layer(table)
         grads = self._call(self._grad, layer, ids, upstream)
@@ -96,13 +111,8 @@ class NnxEmbed:
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
         preamble = ["import jax", "import jax.numpy as jnp", "from flax import nnx"]
-        build = [
-            "layer = nnx.Embed(num_embeddings=table.shape[0], features=table.shape[1],",
-            "                  param_dtype=table.dtype, dtype=table.dtype,",
-            "                  embedding_init=nnx.initializers.zeros_init(), rngs=nnx.Rngs(0))",
-            "layer.embedding.value = jnp.asarray(table)",
-        ]
-        if op == "lookup":
+        build = _LOAD_SOURCE[eval(args["path"]) if op == "lookup_loaded" else "value"]
+        if op in ("lookup", "lookup_loaded"):
             body = build + ["out = layer(ids)"]
         elif op == "grad":
             body = build + [
@@ -113,6 +123,11 @@ class NnxEmbed:
         else:
             raise ValueError(f"{self.name} has no operation {op!r}")
         return _fmt_snippet(body, args, preamble)
+
+
+def describe(name: str) -> Description:
+    """What the built-in ``name`` offers, without importing flax."""
+    return Description(methods_of(NnxEmbed), CAPABILITIES)
 
 
 def nnx_embed() -> NnxEmbed:

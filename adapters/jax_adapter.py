@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, InvalidIds, InvalidTable, OutOfRange
+from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidIds, InvalidTable, OutOfRange, methods_of
 
 _X64_NOTE = ("jax_enable_x64 is left at its default (False), as users get it: JAX narrows "
              "int64/uint64 ids to int32/uint32 (mod 2**32) and float64 tables to float32")
@@ -58,6 +58,7 @@ def _fmt_snippet(body: list[str], args: dict[str, str], preamble: list[str]) -> 
     lines += body
     lines += [
         "out = np.asarray(out)",
+        "result = out",
         "print(out.dtype, out.shape)",
         "print(repr(out))",
         "if out.dtype.kind == 'f' or out.dtype.name == 'bfloat16':",
@@ -121,6 +122,16 @@ class JaxTake:
         if self.jit:
             fn.append("take = jax.jit(take)" if op == "lookup" else "take_grad = jax.jit(take_grad)")
         return _fmt_snippet(fn + [f"out = {call}"], args, preamble)
+
+
+def describe(name: str) -> Description:
+    """What the built-in ``name`` offers, without importing jax."""
+    return Description(methods_of(JaxTake), jax_capabilities())
+
+
+def classify(exc: BaseException) -> BaseException | None:
+    """The contract failure a JAX exception stands for (a snippet's replay uses it)."""
+    return translate_jax_error(exc)
 
 
 def take() -> JaxTake:

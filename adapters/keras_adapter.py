@@ -27,14 +27,15 @@ keeps ``model.predict(ids, verbose=0)`` for whoever wants exactly that.
 The layer is built the documented way (``Embedding(input_dim=V, output_dim=D,
 dtype=<table dtype>, embeddings_initializer="zeros")``: the table replaces the
 initial weights, and on jax the default random-uniform initializer compiles an RNG
-kernel per table shape, about 0.1 s a layer) and its weights loaded bit-exactly with
-``layer.embeddings.assign``: the NumPy table itself on tensorflow and jax; on
-torch, a torch tensor sharing the table's bits (Keras's NumPy -> torch conversion,
-used by ``set_weights``/``weights=``, routes bfloat16 through float32, and torch's
-float32 -> bfloat16 cast stores every NaN as 0xFFFF: a weight-loading defect kept
-out of the lookup measurement and reported separately). Layers and models are cached per
-(V, D, dtype, mask_zero) and the weights re-assigned only when the table's bits
-change. Nothing here imports keras or a backend at module level.
+kernel per table shape, about 0.1 s a layer) and its weights loaded the documented
+way, ``layer.set_weights([table])``, on every backend: what a user loading a
+pretrained table does. (On torch that route carries a bfloat16 table through
+float32, and every NaN comes back as 0xffff: a departure of Keras's, declared in
+suites/divergences/keras.toml, not something the adapter may route around.) The
+other documented ways (``weights=``, ``embeddings.assign``) are the table.load
+clause's (``lookup_loaded``). Layers and models are cached per (V, D, dtype,
+mask_zero) and the weights set again only when the table's bits change. Nothing
+here imports keras or a backend at module level.
 """
 from __future__ import annotations
 
@@ -48,10 +49,12 @@ from .contract import (
     FLOAT_DTYPES,
     INT_DTYPES,
     Capabilities,
+    Description,
     InvalidIds,
     InvalidTable,
     LookupFailure,
     OutOfRange,
+    methods_of,
 )
 
 _BACKEND_DISTS = {"tensorflow": ("tensorflow",), "torch": ("torch",), "jax": ("jax", "jaxlib")}
@@ -113,47 +116,17 @@ class _KerasBase:
             self._jax, self._jnp = jax, jnp
         self.capabilities = self._capabilities()
 
-    # -- declared capabilities ---------------------------------------------------------
-
     def _capabilities(self) -> Capabilities:
-        notes = [
-            "keras.layers.Embedding holds a 2-D (input_dim, output_dim) table; input_dim and "
-            "output_dim must be positive integers: no V == 0 table, no rows of size 0",
-            "Embedding.call casts ids of any dtype but int32/int64 to int32 (floats truncate "
-            "toward zero, bools become 0/1, uint32/uint64 wrap), then ops.take",
-        ]
-        id_dtypes = INT_DTYPES
-        if self.backend == "tensorflow":
-            notes.append("tensorflow backend: ops.take maps ids in [-V, -1] to id + V (tf.where) "
-                         "before tf.gather")
-        if self.backend == "torch":
-            id_dtypes = tuple(d for d in INT_DTYPES if d != "uint64")
-            notes.append("torch backend: Keras's convert_to_tensor rejects uint64 ids "
-                         "('Unsupported dtype for PyTorch: uint64'); Embedding.call compares the torch "
-                         "dtype with the strings 'int32'/'int64', which never match, so int64 ids "
-                         "are cast to int32 too; ops.take maps ids in [-V, -1] to id + V")
-        if self.backend == "jax" and not self._jax.config.jax_enable_x64:
-            notes.append("jax backend with jax_enable_x64 off (the default): int64 ids become int32 "
-                         "and uint64 ids uint32 on conversion, and an Embedding(dtype='float64') "
-                         "holds and returns float32 weights")
-        notes += self._mode_notes()
-        return Capabilities(
-            table_dtypes=FLOAT_DTYPES,
-            table_ndims=(2,),
-            id_dtypes=id_dtypes,
-            min_rows=1,
-            empty_rows=False,
-            distributions=_BACKEND_DISTS.get(self.backend, ()),
-            notes=tuple(notes),
-        )
-
-    def _mode_notes(self) -> list[str]:
-        return []
+        caps = capabilities(self.backend, self.mode, via=getattr(self, "via", "predict_on_batch"))
+        if self.backend == "jax" and self._jax.config.jax_enable_x64:  # not the default: say so
+            caps = caps.narrowed(notes=caps.notes + ("jax_enable_x64 is on in this process",))
+        return caps
 
     # -- backend glue ----------------------------------------------------------------------
 
-    def _backend_table(self, a: np.ndarray):
-        """``a`` as a value ``Variable.assign`` takes without changing a bit."""
+    def _backend_tensor(self, a: np.ndarray):
+        """``a`` as a tensor of the backend with the same bits (the upstream gradient
+        a training step multiplies with: not a weight)."""
         if self.backend == "torch":
             torch = self._torch
             a = np.ascontiguousarray(a)
@@ -205,7 +178,7 @@ class _KerasBase:
             self._cache.move_to_end(key)
         bits = _bits_key(table)
         if entry[2] != bits:
-            entry[0].embeddings.assign(self._backend_table(table))
+            entry[0].set_weights([table])  # the documented way to load a table
             entry[2] = bits
         return entry
 
@@ -262,7 +235,7 @@ class KerasEmbedding(_KerasBase):
     def _grad_torch(self, layer, ids, upstream):
         torch = self._torch
         var = layer.embeddings.value  # the torch Parameter behind the Keras variable
-        up = self._backend_table(upstream)
+        up = self._backend_tensor(upstream)
         with torch.enable_grad():
             loss = (layer(ids) * up).sum()
             (g,) = torch.autograd.grad(loss, var)
@@ -278,6 +251,23 @@ class KerasEmbedding(_KerasBase):
             return jnp.sum(out * up)
 
         return jax.grad(loss)(layer.embeddings.value)
+
+    def lookup_loaded(self, table: np.ndarray, ids: np.ndarray, path: str) -> np.ndarray:
+        """table.load: a fresh layer whose table is set through ``path``."""
+        if path not in self.capabilities.load_paths:
+            raise ValueError(f"{self.name} has no load path {path!r}; it takes {', '.join(self.capabilities.load_paths)}")
+        if not isinstance(table, np.ndarray) or table.ndim != 2:
+            raise InvalidTable(f"keras.layers.Embedding takes a 2-D table, got shape {getattr(table, 'shape', None)}")
+        ns = {"keras": self._keras, "table": table}
+        entry = [None, None, None, None]
+        try:
+            exec(_LOAD_SOURCE[path], ns)  # the very lines the snippet prints
+        except Exception as err:
+            failure = _translate(err)
+            if failure is None:
+                raise
+            raise failure from err
+        return self._to_numpy(self._run(entry, ns["layer"], np.asarray(ids)))
 
     def lookup_mask_zero(self, table: np.ndarray, ids: np.ndarray):
         ids = np.asarray(ids)
@@ -319,16 +309,6 @@ class KerasModel(_KerasBase):
                 if getattr(cfg, knob, torch_recompile_limit) < torch_recompile_limit:
                     setattr(cfg, knob, torch_recompile_limit)
 
-    def _mode_notes(self) -> list[str]:
-        how = ("model.predict_on_batch(ids): the step model.predict runs, on one batch"
-               if self.via == "predict_on_batch" else "model.predict(ids, verbose=0)")
-        notes = [f"keras.Model wrapping the layer, compile(jit_compile={self.mode == 'jit'}); "
-                 f"{how}; lookup only (grad and mask_zero are clauses of the plain layer)"]
-        if self.backend == "torch" and self.mode == "jit":
-            notes.append("jit_compile=True is torch.compile on torch: once torch._dynamo's recompile_limit "
-                         "(8 by default) is reached in a process, new input signatures run eagerly, as for any user")
-        return notes
-
     def _build_model(self, layer):
         if self.backend == "torch" and self.mode == "jit":
             from . import inductor
@@ -361,10 +341,93 @@ def _wrap_model(keras, layer):
     return EmbeddingModel(layer)
 
 
+# -- capabilities, as data -------------------------------------------------------------------
+
+_BUILD = ("layer = keras.layers.Embedding(input_dim=table.shape[0], output_dim=table.shape[1], "
+          "dtype=table.dtype.name, embeddings_initializer='zeros'{extra})")
+# table.load: the documented ways of giving the layer a table, as the lines a snippet prints
+_LOAD_SOURCE = {
+    "set_weights": "\n".join([_BUILD.format(extra=""), "layer.build()", "layer.set_weights([table])"]),
+    "weights=": _BUILD.format(extra=", weights=table"),  # an argument since Keras 3.3.0
+    "assign": "\n".join([_BUILD.format(extra=""), "layer.build()", "layer.embeddings.assign(table)"]),
+}
+_WEIGHTS_ARG_SINCE = "3.3.0"
+
+
+def _load_paths() -> tuple[str, ...]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    try:
+        has_arg = Version(version("keras")) >= Version(_WEIGHTS_ARG_SINCE)
+    except PackageNotFoundError:
+        has_arg = True
+    return tuple(p for p in _LOAD_SOURCE if p != "weights=" or has_arg)
+
+
+def capabilities(backend: str, mode: str, via: str = "predict_on_batch") -> Capabilities:
+    """What keras.layers.Embedding takes on ``backend`` in ``mode``: static data, no import."""
+    notes = [
+        "keras.layers.Embedding holds a 2-D (input_dim, output_dim) table; input_dim and "
+        "output_dim must be positive integers: no V == 0 table, no rows of size 0",
+        "Embedding.call casts ids of any dtype but int32/int64 to int32 (floats truncate "
+        "toward zero, bools become 0/1, uint32/uint64 wrap), then ops.take",
+        "the table is loaded with layer.set_weights([table]), the documented way",
+    ]
+    id_dtypes = INT_DTYPES
+    if backend == "tensorflow":
+        notes.append("tensorflow backend: ops.take maps ids in [-V, -1] to id + V (tf.where) before tf.gather")
+    if backend == "torch":
+        id_dtypes = tuple(d for d in INT_DTYPES if d != "uint64")
+        notes.append("torch backend: Keras's convert_to_tensor rejects uint64 ids "
+                     "('Unsupported dtype for PyTorch: uint64'); Embedding.call compares the torch "
+                     "dtype with the strings 'int32'/'int64', which never match, so int64 ids "
+                     "are cast to int32 too; ops.take maps ids in [-V, -1] to id + V")
+    if backend == "jax":
+        notes.append("jax backend with jax_enable_x64 off (the default): int64 ids become int32 "
+                     "and uint64 ids uint32 on conversion, and an Embedding(dtype='float64') "
+                     "holds and returns float32 weights")
+    if mode != "eager":
+        how = ("model.predict_on_batch(ids): the step model.predict runs, on one batch"
+               if via == "predict_on_batch" else "model.predict(ids, verbose=0)")
+        notes.append(f"keras.Model wrapping the layer, compile(jit_compile={mode == 'jit'}); "
+                     f"{how}; lookup only (grad, mask_zero and table.load are clauses of the plain layer)")
+    if backend == "torch" and mode == "jit":
+        notes.append("jit_compile=True is torch.compile on torch: once torch._dynamo's recompile_limit "
+                     "(8 by default) is reached in a process, new input signatures run eagerly, as for any user")
+    return Capabilities(
+        table_dtypes=FLOAT_DTYPES,
+        table_ndims=(2,),
+        id_dtypes=id_dtypes,
+        min_rows=1,
+        empty_rows=False,
+        load_paths=_load_paths() if mode == "eager" else (),
+        distributions=_BACKEND_DISTS.get(backend, ()),
+        notes=tuple(notes),
+    )
+
+
+_NAME = re.compile(r"keras\.layers\.Embedding\[(\w+)\](?:\[(\w+)\])?$")
+
+
+def describe(name: str) -> Description:
+    """What the built-in ``name`` offers, without importing keras."""
+    backend, mode = _NAME.match(name).groups()
+    mode = mode or "eager"
+    cls = KerasEmbedding if mode == "eager" else KerasModel
+    return Description(methods_of(cls), capabilities(backend, mode))
+
+
+def classify(exc: BaseException) -> LookupFailure | None:
+    """The contract failure a Keras exception stands for (a snippet's replay uses it)."""
+    return _translate(exc)
+
+
 # -- reproduction snippets ------------------------------------------------------------------
 
 def _snippet(b: str, mode: str, via: str | None, op: str, args: dict[str, str], name: str) -> str:
-    if op not in ("lookup", "grad", "lookup_mask_zero") or (mode != "eager" and op != "lookup"):
+    if op not in ("lookup", "grad", "lookup_mask_zero", "lookup_loaded") or (mode != "eager" and op != "lookup"):
         raise ValueError(f"{name} has no snippet for {op!r}")
     lines = [
         "import os",
@@ -376,32 +439,27 @@ def _snippet(b: str, mode: str, via: str | None, op: str, args: dict[str, str], 
         f"assert keras.backend.backend() == {b!r}",
     ]
     lines += [f"{k} = {v}" for k, v in args.items()]
-    mask = ", mask_zero=True" if op == "lookup_mask_zero" else ""
-    lines += [
-        "layer = keras.layers.Embedding(input_dim=table.shape[0], output_dim=table.shape[1], "
-        f"dtype=table.dtype.name, embeddings_initializer='zeros'{mask})",
-        "layer.build()",
-    ]
+    path = eval(args["path"]) if op == "lookup_loaded" else "set_weights"
+    build = _LOAD_SOURCE[path]  # the lines the adapter executes (lookup: set_weights)
+    if op == "lookup_mask_zero":
+        build = build.replace("embeddings_initializer='zeros'", "embeddings_initializer='zeros', mask_zero=True")
+    lines.append(build)
     if b == "torch":
         lines += [
             "import torch",
-            "def to_torch(a):  # bit-exact (Keras's own NumPy->torch route rounds bfloat16 NaNs)",
+            "def to_torch(a):  # bit-exact, for the upstream gradient",
             "    a = np.ascontiguousarray(a)",
             "    if a.dtype == ml_dtypes.bfloat16:",
             "        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)",
             "    return torch.from_numpy(a)",
-            "def to_numpy(x):",
+            "def to_numpy(x):  # bit-exact",
             "    x = x.detach().cpu()",
             "    if x.dtype == torch.bfloat16:",
             "        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)",
             "    return x.numpy()",
-            "layer.embeddings.assign(to_torch(table))",
         ]
     else:
-        lines += [
-            "layer.embeddings.assign(table)",
-            "to_numpy = keras.ops.convert_to_numpy",
-        ]
+        lines.append("to_numpy = lambda x: np.asarray(keras.ops.convert_to_numpy(x))")
     if mode != "eager":
         call = "model.predict(ids, verbose=0)" if via == "predict" else "model.predict_on_batch(ids)"
         lines += [
@@ -413,19 +471,21 @@ def _snippet(b: str, mode: str, via: str | None, op: str, args: dict[str, str], 
             "        return self.embedding(x)",
             "model = EmbeddingModel(layer)",
             f"model.compile(jit_compile={mode == 'jit'})",
-            f"out = {call}",
+            f"out = np.asarray({call})",
+            "result = out",
         ]
-    elif op == "lookup":
-        lines += ["out = to_numpy(layer(ids))"]
+    elif op in ("lookup", "lookup_loaded"):
+        lines += ["out = to_numpy(layer(ids))", "result = out"]
     elif op == "lookup_mask_zero":
         lines += [
             "x = keras.ops.convert_to_tensor(ids)",
             "out = to_numpy(layer(x))",
             "mask = to_numpy(layer.compute_mask(x))",
             "print('mask', repr(mask))",
+            "result = (out, mask)",
         ]
     else:  # grad
-        lines += _GRAD_SNIPPETS[b]
+        lines += _GRAD_SNIPPETS[b] + ["result = out"]
     lines += [
         "print(out.dtype, out.shape)",
         "print(repr(out))",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import oracle, partition, training
-from .contract import Capabilities
+from .contract import Capabilities, Description, methods_of
 
 _CALLS = {
     "lookup": "oracle.lookup(table, ids)",
@@ -15,13 +15,14 @@ _CALLS = {
     "grad_scaled": "training.grad_scaled(table, ids, upstream)",
     "lookup_with_state": "training.lookup_with_state(table, ids, max_norm)",
     "lookup_mask_zero": "(oracle.lookup(table, ids), ids != 0)",
+    "lookup_loaded": "oracle.lookup(np.array(table, copy=True), ids)",
 }
 
 
 class NumpyAdapter:
     name = "numpy"
     framework = "numpy"
-    capabilities = Capabilities()
+    capabilities = Capabilities(load_paths=("copy",))
 
     def lookup(self, table, ids):
         return oracle.lookup(table, ids)
@@ -42,11 +43,20 @@ class NumpyAdapter:
     def lookup_with_state(self, table, ids, max_norm=None):
         return training.lookup_with_state(table, ids, max_norm)
 
+    def lookup_loaded(self, table, ids, path):
+        if path != "copy":
+            raise ValueError(f"numpy has no load path {path!r}; it takes copy")
+        return oracle.lookup(np.array(table, copy=True), ids)
+
     def lookup_mask_zero(self, table, ids):
         return oracle.lookup(table, ids), np.asarray(np.asarray(ids) != 0)
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
         lines = ["import numpy as np", "import ml_dtypes", "from adapters import oracle, partition, training"]
         lines += [f"{k} = {v}" for k, v in args.items()]
-        lines += [f"print(repr({_CALLS[op]}))"]
+        lines += [f"result = {_CALLS[op]}", "print(repr(result))"]
         return "\n".join(lines)
+
+
+def describe(name: str) -> Description:
+    return Description(methods_of(NumpyAdapter), NumpyAdapter.capabilities)

@@ -88,8 +88,9 @@ def logical_table(shards: Sequence[np.ndarray], strategy: str) -> np.ndarray:
     n, p = sum(s.shape[0] for s in shards), len(shards)
     out = np.empty((n, *shards[0].shape[1:]), dtype=shards[0].dtype)
     shard, local = route(np.arange(n), n, p, strategy)
-    for i in range(n):
-        out[i] = shards[shard[i]][local[i]]
+    for s in range(p):  # rows move as they are (fancy indexing copies bits)
+        mine = shard == s
+        out[mine] = shards[s][local[mine]]
     return out
 
 

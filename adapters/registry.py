@@ -25,6 +25,12 @@ class Builtin:
     def framework(self) -> str:
         return self.distributions[0]
 
+    def describe(self):
+        """What the adapter offers (``adapters.contract.Description``), read from its
+        module's ``describe(name)`` without importing its framework."""
+        module = importlib.import_module(self.factory.partition(":")[0])
+        return module.describe(self.name)
+
     def missing(self) -> str | None:
         """Why this adapter cannot run here (no framework import happens), or None."""
         for mod in self.imports:

@@ -39,7 +39,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .contract import FLOAT_DTYPES, Capabilities, InvalidIds, InvalidShards, InvalidTable, LookupFailure, OutOfRange
+from .contract import (FLOAT_DTYPES, Capabilities, Description, InvalidIds, InvalidShards, InvalidTable, LookupFailure,
+                       OutOfRange)
 
 _tf = None
 
@@ -152,7 +153,12 @@ class Variant:
     mode: str  # "eager" | "function" | "xla"
     capabilities: Capabilities
     sharded: bool = True  # has lookup_sharded
-    training: bool = False  # has grad and lookup_with_state
+    training: bool = False  # has grad and lookup_with_state (and lookup_loaded: a tf.Variable's table)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return ("lookup",) + (("lookup_sharded",) if self.sharded else ()) + (
+            ("grad", "lookup_with_state", "lookup_loaded") if self.training else ())
 
 
 class TFEmbedding:
@@ -166,11 +172,9 @@ class TFEmbedding:
         self.capabilities = variant.capabilities
         self._fns: dict[tuple, Callable] = {}
         self._layouts: OrderedDict[tuple, dict] = OrderedDict()
-        if not variant.sharded:
-            self.lookup_sharded = None  # not applicable: callable(None) is False
-        if not variant.training:
-            self.grad = None
-            self.lookup_with_state = None
+        for method in ("lookup_sharded", "grad", "lookup_with_state", "lookup_loaded"):
+            if method not in variant.methods:
+                setattr(self, method, None)  # not applicable: callable(None) is False
 
     # -- calling TensorFlow
 
@@ -275,6 +279,21 @@ class TFEmbedding:
             out = failure
         return out, to_numpy(var.read_value())
 
+    def lookup_loaded(self, table: np.ndarray, ids: np.ndarray, path: str) -> np.ndarray:
+        """table.load: the table held in a tf.Variable, made from it or assigned to it."""
+        tf = self.tf
+        if path == "Variable":
+            var = tf.Variable(table)
+        elif path == "assign":
+            var = tf.Variable(tf.zeros(table.shape, tf.as_dtype(table.dtype)))
+            var.assign(table)
+        else:
+            raise ValueError(f"{self.name} has no load path {path!r}; it takes {', '.join(_LOAD_PATHS)}")
+        op = self._op()
+        key = ("loaded", table.dtype, table.ndim, ids.dtype, ids.ndim)
+        fn = self._compiled(key, lambda v, i: op(v, i), None)
+        return self._run(lambda: to_numpy(fn(var, tf.constant(ids))), ids)
+
     # -- ShardedVariable
 
     def _layout(self, shards: list[np.ndarray]) -> dict:
@@ -341,6 +360,14 @@ class TFEmbedding:
                 lines += ["# the ShardedVariable is captured by the function, as a model's variable is",
                           f"f = tf.function(lambda i: tf.nn.embedding_lookup(sv, i), input_signature=[{spec('ids')}])",
                           "out = f(tf.constant(ids))"]
+        elif op == "lookup_loaded" and v.training:
+            path = eval(args["path"])
+            lines += (["var = tf.Variable(table)"] if path == "Variable" else
+                      ["var = tf.Variable(tf.zeros(table.shape, tf.as_dtype(table.dtype)))", "var.assign(table)"])
+            lines += [f"f = lambda v, i: {lookup}(v, i)"]
+            if deco:
+                lines.append(f"f = tf.function(f, {_jit(v.mode)}reduce_retracing=True)")
+            lines.append("out = f(var, tf.constant(ids))")
         elif op == "lookup":
             body = f"{lookup}(table, ids)"
             sig = f"[{spec('table')}, {spec('ids')}]"
@@ -375,16 +402,18 @@ class TFEmbedding:
                       f"    return {lookup}(v, i, max_norm=max_norm)"]
             if deco:
                 lines.append(f"lookup = tf.function(lookup, {_jit(v.mode)}reduce_retracing=True)")
-            lines += ["try:", "    out = lookup(var, tf.constant(ids)).numpy()",
+            lines += ["try:", "    out = np.asarray(lookup(var, tf.constant(ids)).numpy())",
                       "except tf.errors.InvalidArgumentError as exc:",
                       "    out = exc", "    print('raised:', exc)"]
         else:
             raise ValueError(f"{self.name} has no operation {op!r}")
+        # `result`: what the adapter returned, as NumPy
         if state:
             lines += ["if not isinstance(out, Exception):", *("    " + s for s in _PRINT_OUT),
-                      "after = var.numpy()", "print('table after:')", "print(repr(after))"]
+                      "after = var.numpy()", "print('table after:')", "print(repr(after))",
+                      "result = (out, after)"]
         else:
-            lines += ["out = out.numpy()", *_PRINT_OUT]
+            lines += ["out = np.asarray(out.numpy())", *_PRINT_OUT, "result = out"]
         return "\n".join(lines) + "\n"
 
     @staticmethod
@@ -407,47 +436,66 @@ _PRINT_OUT = [
 ]
 
 
-# --- registry factories ---------------------------------------------------------------
+# --- the variants, as data; registry factories -----------------------------------------
+
+_LOAD_PATHS = ("Variable", "assign")  # table.load: tf.Variable(table), and Variable.assign(table)
+_XLA_SHARDED_NOTE = ("lookup_sharded under XLA: the same list-of-shards lookup ('div' routing) inside "
+                     "tf.function(jit_compile=True)")
+
+VARIANTS = {v.name: v for v in (
+    Variant("tf.nn.embedding_lookup", "v2", "eager",
+            _caps(_CPU_NOTE, _V2_DIV_NOTE, _STATE_NOTE, strategies=("div",), load_paths=_LOAD_PATHS),
+            training=True),
+    Variant("tf.nn.embedding_lookup[function]", "v2", "function",
+            _caps(_CPU_NOTE, _V2_DIV_NOTE, _STATE_NOTE,
+                  "tf.function with an input_signature of all-None dimensions: one trace per dtype/rank signature",
+                  strategies=("div",), load_paths=_LOAD_PATHS),
+            training=True),
+    Variant("tf.nn.embedding_lookup[xla]", "v2", "xla",
+            _caps(_XLA_NOTE, _STATE_NOTE, _V2_DIV_NOTE, _XLA_SHARDED_NOTE, strategies=("div",),
+                  load_paths=_LOAD_PATHS),
+            training=True),
+    Variant("tf.compat.v1.nn.embedding_lookup", "v1", "eager",
+            _caps(_CPU_NOTE, "partition_strategy 'mod' (the default) and 'div' for a list of shards",
+                  strategies=("mod", "div"))),
+    Variant("tf.distribute.ShardedVariable", "sv", "eager",
+            _caps(_CPU_NOTE, _SV_NOTE, _SV_EAGER_NOTE, strategies=("div",))),
+    Variant("tf.distribute.ShardedVariable[function]", "sv", "function",
+            _caps(_CPU_NOTE, _SV_NOTE, _SV_FUNCTION_NOTE, _RESOURCE_IDS_NOTE,
+                  id_dtypes=("int32", "int64"), strategies=("div",))),
+)}
+
+
+def describe(name: str) -> Description:
+    """What the built-in ``name`` offers, without importing TensorFlow."""
+    v = VARIANTS[name]
+    return Description(v.methods, v.capabilities)
+
+
+def classify(exc: BaseException, ids_dtype: np.dtype | None = None, sharded: bool = False) -> LookupFailure | None:
+    """The contract failure a TensorFlow exception stands for (a snippet's replay uses it)."""
+    return translate(exc, ids_dtype, sharded)
+
 
 def embedding_lookup() -> TFEmbedding:
-    return TFEmbedding(Variant(
-        "tf.nn.embedding_lookup", "v2", "eager",
-        _caps(_CPU_NOTE, _V2_DIV_NOTE, _STATE_NOTE, strategies=("div",)), training=True))
+    return TFEmbedding(VARIANTS["tf.nn.embedding_lookup"])
 
 
 def embedding_lookup_function() -> TFEmbedding:
-    return TFEmbedding(Variant(
-        "tf.nn.embedding_lookup[function]", "v2", "function",
-        _caps(_CPU_NOTE, _V2_DIV_NOTE, _STATE_NOTE,
-              "tf.function with an input_signature of all-None dimensions: one trace per dtype/rank signature",
-              strategies=("div",)), training=True))
+    return TFEmbedding(VARIANTS["tf.nn.embedding_lookup[function]"])
 
 
 def embedding_lookup_xla() -> TFEmbedding:
-    return TFEmbedding(Variant(
-        "tf.nn.embedding_lookup[xla]", "v2", "xla",
-        _caps(_XLA_NOTE, _STATE_NOTE,
-              "lookup_sharded is not offered under XLA: DynamicPartition drops ids routed past the last "
-              "shard and the final reshape fails with an unclassifiable error (see notes/tensorflow.md)",
-              strategies=("div",)),
-        sharded=False, training=True))
+    return TFEmbedding(VARIANTS["tf.nn.embedding_lookup[xla]"])
 
 
 def compat_v1_embedding_lookup() -> TFEmbedding:
-    return TFEmbedding(Variant(
-        "tf.compat.v1.nn.embedding_lookup", "v1", "eager",
-        _caps(_CPU_NOTE, "partition_strategy 'mod' (the default) and 'div' for a list of shards",
-              strategies=("mod", "div"))))
+    return TFEmbedding(VARIANTS["tf.compat.v1.nn.embedding_lookup"])
 
 
 def sharded_variable() -> TFEmbedding:
-    return TFEmbedding(Variant(
-        "tf.distribute.ShardedVariable", "sv", "eager",
-        _caps(_CPU_NOTE, _SV_NOTE, _SV_EAGER_NOTE, strategies=("div",))))
+    return TFEmbedding(VARIANTS["tf.distribute.ShardedVariable"])
 
 
 def sharded_variable_function() -> TFEmbedding:
-    return TFEmbedding(Variant(
-        "tf.distribute.ShardedVariable[function]", "sv", "function",
-        _caps(_CPU_NOTE, _SV_NOTE, _SV_FUNCTION_NOTE, _RESOURCE_IDS_NOTE,
-              id_dtypes=("int32", "int64"), strategies=("div",))))
+    return TFEmbedding(VARIANTS["tf.distribute.ShardedVariable[function]"])

@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, InvalidIds, InvalidTable, OutOfRange
+from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidIds, InvalidTable, OutOfRange
 
 _OUT_OF_RANGE = re.compile(r"indices(\[[\d,]*\])? = -?\d+ is not in \[0, \d+\)")
 # [one_hot] with 0-d ids: tf.one_hot gives a rank-1 tensor and tf.matmul takes only rank >= 2
@@ -45,6 +45,41 @@ def _import_tf():
     return tf, tf_keras
 
 
+# table.load: the documented ways of giving the layer a table, as the lines a snippet prints
+_BUILD = ("layer = tf_keras.layers.Embedding(table.shape[0], table.shape[1], dtype=table.dtype.name, "
+          "embeddings_initializer='zeros'{extra})")
+_LOAD_SOURCE = {
+    "set_weights": "\n".join([_BUILD.format(extra="{options}"), "layer.build((None,))", "layer.set_weights([table])"]),
+    "weights=": _BUILD.format(extra="{options}, weights=[table]"),
+    "assign": "\n".join([_BUILD.format(extra="{options}"), "layer.build((None,))", "layer.embeddings.assign(table)"]),
+}
+
+
+def capabilities(one_hot: bool) -> Capabilities:
+    """What tf_keras.layers.Embedding takes: static data, no import."""
+    notes = ["Embedding holds an (input_dim, output_dim) matrix: 2-D tables only", _CAST_NOTE, _EMPTY_NOTE,
+             "the table is loaded with layer.set_weights([table]), the documented way"]
+    if one_hot:
+        notes.append("use_one_hot_matmul=True computes tf.matmul(tf.one_hot(ids, V, dtype), embeddings): "
+                     "out-of-range ids give +0.0 rows, -0.0 becomes +0.0, NaN/Inf anywhere in a column "
+                     "poisons that column, subnormals flush to zero (not float16); 0-d ids fail in MatMul "
+                     "(tf.matmul takes rank >= 2 operands; the layer documents 2-D (batch_size, input_length) "
+                     "input), reported as InvalidIds")
+    else:
+        notes.append("eager CPU tf.nn.embedding_lookup (ResourceGather) raises InvalidArgumentError for ids "
+                     "outside [0, V)")
+    return Capabilities(
+        table_dtypes=FLOAT_DTYPES,
+        table_ndims=(2,),
+        id_dtypes=INT_DTYPES,
+        min_rows=1,
+        empty_rows=False,
+        load_paths=() if one_hot else tuple(_LOAD_SOURCE),
+        distributions=("tf-keras", "tensorflow", "tensorflow-cpu"),
+        notes=tuple(notes),
+    )
+
+
 class TfKerasEmbedding:
     framework = "tf-keras"
 
@@ -52,26 +87,10 @@ class TfKerasEmbedding:
         self._tf, self._keras = _import_tf()
         self.one_hot = one_hot
         self.name = "tf_keras.layers.Embedding[one_hot]" if one_hot else "tf_keras.layers.Embedding"
-        notes = ["Embedding holds an (input_dim, output_dim) matrix: 2-D tables only", _CAST_NOTE, _EMPTY_NOTE]
-        if one_hot:
-            notes.append("use_one_hot_matmul=True computes tf.matmul(tf.one_hot(ids, V, dtype), embeddings): "
-                         "out-of-range ids give +0.0 rows, -0.0 becomes +0.0, NaN/Inf anywhere in a column "
-                         "poisons that column, subnormals flush to zero (not float16); 0-d ids fail in MatMul "
-                         "(tf.matmul takes rank >= 2 operands; the layer documents 2-D (batch_size, input_length) "
-                         "input), reported as InvalidIds")
-        else:
-            notes.append("eager CPU tf.nn.embedding_lookup (ResourceGather) raises InvalidArgumentError for ids "
-                         "outside [0, V)")
-        self.capabilities = Capabilities(
-            table_dtypes=FLOAT_DTYPES,
-            table_ndims=(2,),
-            id_dtypes=INT_DTYPES,
-            min_rows=1,
-            empty_rows=False,
-            distributions=("tf-keras", "tensorflow", "tensorflow-cpu"),
-            notes=tuple(notes),
-        )
+        self.capabilities = capabilities(one_hot)
         self._layers: dict[tuple, object] = {}
+        if one_hot:
+            self.lookup_loaded = None  # table.load is the plain layer's clause
 
     # --- framework objects ------------------------------------------------------
 
@@ -83,20 +102,33 @@ class TfKerasEmbedding:
         key = (table.shape, dtype, mask_zero)
         layer = self._layers.get(key)
         if layer is None:
-            kwargs = {"mask_zero": True} if mask_zero else {}
-            if self.one_hot:
-                kwargs["use_one_hot_matmul"] = True
-            try:
-                layer = self._keras.layers.Embedding(table.shape[0], table.shape[1], dtype=dtype,
-                                                     embeddings_initializer="zeros", **kwargs)
-            except ValueError as exc:
-                if "should be positive" in str(exc):
-                    raise InvalidTable(str(exc)) from exc
-                raise
-            layer.build((None,))
+            layer = self._load("set_weights", table, mask_zero)
             self._layers[key] = layer
-        layer.embeddings.assign(table)
+        else:
+            layer.set_weights([table])  # the documented way to load a table
         return layer
+
+    def _options(self, mask_zero: bool) -> str:
+        return (", use_one_hot_matmul=True" if self.one_hot else "") + (", mask_zero=True" if mask_zero else "")
+
+    def _load(self, path: str, table: np.ndarray, mask_zero: bool = False):
+        """A layer holding ``table``, loaded through ``path`` (the lines a snippet prints)."""
+        ns = {"tf_keras": self._keras, "table": table}
+        try:
+            exec(_LOAD_SOURCE[path].format(options=self._options(mask_zero)), ns)
+        except ValueError as exc:
+            if "should be positive" in str(exc):
+                raise InvalidTable(str(exc)) from exc
+            raise
+        return ns["layer"]
+
+    def lookup_loaded(self, table: np.ndarray, ids: np.ndarray, path: str) -> np.ndarray:
+        if path not in self.capabilities.load_paths:
+            raise ValueError(f"{self.name} has no load path {path!r}; it takes {', '.join(self.capabilities.load_paths)}")
+        if table.ndim != 2:
+            raise InvalidTable(f"tf_keras.layers.Embedding takes a 2-D table, got rank {table.ndim}")
+        layer = self._load(path, table)
+        return self._run(lambda: layer(ids)).numpy()
 
     def _translate(self, exc: BaseException) -> BaseException | None:
         msg = str(exc)
@@ -144,9 +176,7 @@ class TfKerasEmbedding:
         return out.numpy(), np.asarray(mask)
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        extra = ", use_one_hot_matmul=True" if self.one_hot else ""
-        if op == "lookup_mask_zero":
-            extra += ", mask_zero=True"
+        path = eval(args["path"]) if op == "lookup_loaded" else "set_weights"
         lines = [
             "import os",
             "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'",
@@ -155,20 +185,20 @@ class TfKerasEmbedding:
             "import tensorflow as tf",
             "import tf_keras",
             *(f"{k} = {v}" for k, v in args.items()),
-            f"layer = tf_keras.layers.Embedding(table.shape[0], table.shape[1], dtype=table.dtype.name, embeddings_initializer='zeros'{extra})",
-            "layer.build((None,))",
-            "layer.embeddings.assign(table)",
+            _LOAD_SOURCE[path].format(options=self._options(op == "lookup_mask_zero")),
         ]
-        if op == "lookup":
-            lines += ["out = layer(ids).numpy()"]
+        if op in ("lookup", "lookup_loaded"):
+            lines += ["out = layer(ids).numpy()", "result = out"]
         elif op == "lookup_mask_zero":
-            lines += ["out = layer(ids).numpy()", "print('mask', layer.compute_mask(ids).numpy())"]
+            lines += ["out = layer(ids).numpy()", "mask = np.asarray(layer.compute_mask(ids))",
+                      "print('mask', mask)", "result = (out, mask)"]
         elif op == "grad":
             lines += [
                 "with tf.GradientTape() as tape:",
                 "    loss = tf.reduce_sum(layer(ids) * upstream)",
                 "g = tape.gradient(loss, layer.embeddings)",
                 "out = tf.convert_to_tensor(g).numpy()",
+                "result = out",
             ]
         else:
             raise ValueError(f"{self.name} has no operation {op!r}")
@@ -178,6 +208,20 @@ class TfKerasEmbedding:
             "print([hex(b) for b in out.view(f'u{out.dtype.itemsize}').ravel().tolist()])",
         ]
         return "\n".join(lines) + "\n"
+
+
+def describe(name: str) -> Description:
+    """What the built-in ``name`` offers, without importing TensorFlow."""
+    one_hot = name.endswith("[one_hot]")
+    methods = ("lookup", "grad", "lookup_mask_zero") + (() if one_hot else ("lookup_loaded",))
+    return Description(methods, capabilities(one_hot))
+
+
+def classify(exc: BaseException, one_hot: bool = False) -> BaseException | None:
+    """The contract failure a tf_keras exception stands for (a snippet's replay uses it)."""
+    adapter = TfKerasEmbedding.__new__(TfKerasEmbedding)
+    adapter._tf, adapter.one_hot = _import_tf()[0], one_hot
+    return adapter._translate(exc)
 
 
 def embedding() -> TfKerasEmbedding:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .contract import Capabilities, InvalidIds, InvalidTable, LookupFailure, OutOfRange
+from .contract import Capabilities, Description, InvalidIds, InvalidTable, LookupFailure, OutOfRange, methods_of
 
 _TABLE_NDIMS = (2,)
 _ID_DTYPES = ("int32", "int64")
@@ -161,17 +161,36 @@ def to_torch(a):
     return torch.from_numpy(a)
 
 
-def show(label, t):
+def to_numpy(t):
     t = t.detach()
     if t.layout != torch.strided:
         t = t.to_dense()  # torch's own densification of a sparse gradient
     if t.dtype == torch.bfloat16:
-        a = t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    else:
-        a = t.numpy()
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def show(label, t):
+    a = to_numpy(t)
     print(label, "=", repr(a))
     print(label, "bits =", repr(a.view(f"u{a.itemsize}")))
+    return a
 '''
+
+_CODE: dict[str, Any] = {}
+
+
+def run_source(lines: list[str], **names: Any) -> dict[str, Any]:
+    """Execute ``lines`` (the very lines a snippet prints) with torch, F and ``names``
+    bound; return the namespace. Compiled once per distinct source."""
+    src = "\n".join(lines)
+    code = _CODE.get(src)
+    if code is None:
+        code = _CODE[src] = compile(src, "<torch_adapter call>", "exec")
+    torch = _torch()
+    ns = {"torch": torch, "F": torch.nn.functional, **names}
+    exec(code, ns)
+    return ns
 
 
 class TorchEmbedding:
@@ -195,12 +214,14 @@ class TorchEmbedding:
     def _call(self, ids, weight, *, trainable: bool = False, **options):
         """Return ``(out, weight_tensor)``: the lookup's output and the tensor the
         framework holds the table in (the one max_norm renormalises, the one whose
-        ``.grad`` autograd fills)."""
-        raise NotImplementedError
+        ``.grad`` autograd fills). Runs ``_call_source``'s lines, the ones a snippet
+        prints, so the two cannot drift."""
+        ns = run_source(self._call_source(trainable, {k: k for k in options}), ids=ids, weight=weight, **options)
+        return ns["out"], ns["held"]
 
     def _call_source(self, trainable: bool, options: dict[str, str]) -> list[str]:
-        """Source lines that, given tensors ``ids`` and ``weight``, set ``out`` and
-        ``held`` (the framework's weight tensor) the way ``_call`` does."""
+        """Source lines that, given tensors ``ids`` and ``weight`` (and the options'
+        names), set ``out`` and ``held`` (the framework's weight tensor)."""
         raise NotImplementedError
 
     # -- the adapter API -------------------------------------------------------------
@@ -238,29 +259,33 @@ class TorchEmbedding:
             options["scale_grad_by_freq"] = "True"
         elif op == "lookup_with_state" and args.get("max_norm", "None") != "None":
             options["max_norm"] = "float(max_norm)"
-        if op not in ("lookup", "grad", "grad_padded", "grad_scaled", "lookup_with_state"):
+        if op == "lookup_loaded" and callable(getattr(self, "lookup_loaded", None)):
+            call = _LOAD_SOURCE[eval(args["path"])]
+        elif op in ("lookup", "grad", "grad_padded", "grad_scaled", "lookup_with_state"):
+            call = self._call_source(trainable, options)
+        else:
             raise ValueError(f"{self.name} has no operation {op!r}")
         lines = [_SNIPPET_HELPERS]
         lines += [f"{k} = {v}" for k, v in args.items()]
         lines.append("ids = to_torch(ids)")
         lines.append("weight = to_torch(table)")
-        call = self._call_source(trainable, options)
-        if op == "lookup":
-            lines += call + ["show('out', out)"]
+        # `result` is what the adapter returned, as NumPy (an error is raised, or, where
+        # the table after a failed call is the point, printed and kept)
+        if op in ("lookup", "lookup_loaded"):
+            lines += call + ["result = show('out', out)"]
         elif op == "lookup_with_state":
-            # the table after the call is the point, so a raised error is printed, not propagated
             lines += ["held = weight", "try:"] + [f"    {ln}" for ln in call] + [
-                "    show('out', out)",
+                "    out = show('out', out)",
                 "except Exception as exc:",
                 "    print('raised', type(exc).__name__, exc)",
-                "show('table after', held)",
+                "    out = exc",
+                "result = (out, show('table after', held))",
             ]
         else:
             lines += call + ["out.backward(to_torch(upstream))"]
-            if op == "grad_padded":
-                lines.append("show('out', out)")
             # torch leaves .grad unset when nothing flowed back (no ids); that is a zero gradient
-            lines.append("show('grad', held.grad if held.grad is not None else torch.zeros_like(held))")
+            lines.append("grad = show('grad', held.grad if held.grad is not None else torch.zeros_like(held))")
+            lines.append("result = (show('out', out), grad)" if op == "grad_padded" else "result = grad")
         return "\n".join(lines) + "\n"
 
     # -- shared autograd plumbing -----------------------------------------------------
@@ -300,11 +325,6 @@ class NNEmbedding(TorchEmbedding):
     name = "torch.nn.Embedding"
     state_trainable = True
 
-    def _call(self, ids, weight, *, trainable=False, **options):
-        torch = _torch()
-        layer = torch.nn.Embedding.from_pretrained(weight, freeze=not trainable, sparse=self.sparse, **options)
-        return layer(ids), layer.weight
-
     def _call_source(self, trainable, options):
         opts = "".join(f", {k}={v}" for k, v in options.items())
         return [
@@ -320,8 +340,26 @@ _MODULE_STATE_NOTE = (
 )
 
 
+# table.load: the documented ways to give nn.Embedding a table (its docs: from_pretrained,
+# the `_weight` argument; a module's load_state_dict), each as the lines a snippet prints
+_LOAD_SOURCE = {
+    "from_pretrained": ["layer = torch.nn.Embedding.from_pretrained(weight)", "out = layer(ids)"],
+    "_weight": ["layer = torch.nn.Embedding(weight.shape[0], weight.shape[1], _weight=weight)",
+                "out = layer(ids)"],
+    "load_state_dict": ["layer = torch.nn.Embedding(weight.shape[0], weight.shape[1], dtype=weight.dtype)",
+                        "layer.load_state_dict({'weight': weight})",
+                        "out = layer(ids)"],
+}
+
+
 class NNEmbeddingDense(_Padded, _Scaled, NNEmbedding):
-    capabilities = TorchEmbedding.capabilities.narrowed(notes=_BASE_NOTES + (_MODULE_STATE_NOTE,))
+    capabilities = TorchEmbedding.capabilities.narrowed(notes=_BASE_NOTES + (_MODULE_STATE_NOTE,),
+                                                        load_paths=tuple(_LOAD_SOURCE))
+
+    def lookup_loaded(self, table: np.ndarray, ids: np.ndarray, path: str) -> np.ndarray:
+        with _TRANSLATE:
+            ns = run_source(_LOAD_SOURCE[path], ids=_to_torch(ids), weight=_to_torch(table, copy=True))
+        return _to_numpy(ns["out"])
 
 
 class NNEmbeddingSparse(_Padded, NNEmbedding):
@@ -343,12 +381,6 @@ class FunctionalEmbedding(TorchEmbedding):
         "lookup_with_state: F.embedding(max_norm=...) renormalises the looked-up rows of the weight "
         "tensor it is given, in place",
     ))
-
-    def _call(self, ids, weight, *, trainable=False, **options):
-        if trainable:
-            weight.requires_grad_(True)
-        torch = _torch()
-        return torch.nn.functional.embedding(ids, weight, **options), weight
 
     def _call_source(self, trainable, options):
         opts = "".join(f", {k}={v}" for k, v in options.items())
@@ -513,6 +545,25 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
 
 
 # --- registry factories ---------------------------------------------------------------
+
+_CLASSES = {
+    "torch.nn.Embedding": NNEmbeddingDense,
+    "torch.nn.Embedding[sparse]": NNEmbeddingSparse,
+    "torch.nn.functional.embedding": FunctionalEmbedding,
+    "torch.nn.functional.embedding[compile]": CompiledFunctionalEmbedding,
+}
+
+
+def describe(name: str) -> Description:
+    """What the built-in ``name`` offers, without importing torch."""
+    cls = _CLASSES[name]
+    return Description(methods_of(cls), cls.capabilities)
+
+
+def classify(exc: BaseException) -> LookupFailure | None:
+    """The contract failure a torch exception stands for (a snippet's replay uses it)."""
+    return _failure(exc)
+
 
 def nn_embedding() -> TorchEmbedding:
     return NNEmbeddingDense()

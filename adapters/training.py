@@ -3,8 +3,11 @@ scaling, max_norm, and what a lookup may do to its table (nothing).
 
 The gradient of sum(lookup(T, I) * U) with respect to T is a scatter-add of U
 into zeros: row r receives the sum of U[k] over every k with I[k] == r. The
-oracle sums in float64 (exact for the suite's upstreams, small multiples of 1/2)
-and rounds once to the table's dtype. Under a lookup behaviour model, an id that
+oracle sums exactly (in float64, exact for float16/bfloat16/float32 contributions
+of the suite's exponent range; with math.fsum for float64 ones) and rounds once to
+the table's dtype; a framework may add in any order, in the table's dtype or wider,
+within the bound ``_accumulation_atol`` states. Zeros compare by value: whether a
+lone -0.0 contribution comes back as -0.0 or +0.0 is the summation's choice. Under a lookup behaviour model, an id that
 resolves to a row scatters into it (a wrapped id into its wrapped row); an id
 filled with NaN or zeros reaches no row and contributes nothing.
 
@@ -33,6 +36,7 @@ products 0 * u, a zero whose sign is the kernel's (compared by value).
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -81,24 +85,46 @@ def _rows_of(table, ids, model):
 
 
 def _scatter(table, rows, upstream, weights=None):
+    """(exact sums per row, sums of magnitudes, contributions per row)."""
     acc = np.zeros(table.shape, dtype=np.float64)
     mags = np.zeros(table.shape, dtype=np.float64)
     up = np.asarray(upstream, dtype=np.float64).reshape((rows.size, *table.shape[1:]))
     if weights is not None:
         up = up * weights.reshape((-1,) + (1,) * (table.ndim - 1))
     keep = rows >= 0
-    np.add.at(acc, rows[keep], up[keep])
+    if np.asarray(upstream).dtype == np.float64:
+        # float64 contributions: float64 additions would round; fsum is exact, then rounded once
+        width = int(np.prod(table.shape[1:], dtype=np.int64))
+        flat_acc = acc.reshape(table.shape[0], width)
+        flat_up = up.reshape(rows.size, width)
+        for r in np.unique(rows[keep]):
+            hit = flat_up[rows == r]
+            flat_acc[r] = [math.fsum(col) for col in hit.T]
+    else:  # float64 holds these sums exactly
+        np.add.at(acc, rows[keep], up[keep])
     np.add.at(mags, rows[keep], np.abs(up[keep]))
     counts = np.bincount(rows[keep], minlength=table.shape[0]) if keep.any() else np.zeros(table.shape[0], int)
     return acc, mags, counts
 
 
-def _accumulation_atol(table, mags, counts):
+def _accumulation_atol(table, acc, mags, counts):
     """A framework may add a row's n contributions in any order, in the table's
-    dtype: each of the n - 1 additions rounds by at most half an ulp of a partial
-    sum bounded by sum|u|. With no duplicate ids the bound is 0: exact."""
-    extra = np.maximum(counts - 1, 0).reshape((-1,) + (1,) * (table.ndim - 1))
-    return extra * eps(table.dtype) / 2 * mags
+    dtype or wider: recursive or pairwise summation errs by at most
+    gamma(n - 1) * sum|u| (gamma(k) = k*u / (1 - k*u), u = eps/2 of the table's dtype),
+    and the oracle's own rounding of the exact sum adds u * |sum|. A row hit once or
+    never: no addition, exact."""
+    shape = (-1,) + (1,) * (table.ndim - 1)
+    extra = np.maximum(counts - 1, 0).reshape(shape)
+    u = eps(table.dtype) / 2
+    gamma = extra * u / (1 - extra * u)
+    return gamma * mags + np.where(extra > 0, u * np.abs(acc), 0.0)
+
+
+def _upstream(table: np.ndarray, upstream: np.ndarray) -> np.ndarray:
+    # a model that changed the table's dtype (x64_off: float64 -> float32) holds the
+    # upstream in that dtype too (JAX converts it on the way in)
+    up = np.asarray(upstream)
+    return up.astype(table.dtype) if up.dtype != table.dtype and up.dtype.itemsize > table.dtype.itemsize else up
 
 
 def grad(table: np.ndarray, ids: np.ndarray, upstream: np.ndarray, model: Sequence[str] = ()) -> Bounded:
@@ -106,9 +132,8 @@ def grad(table: np.ndarray, ids: np.ndarray, upstream: np.ndarray, model: Sequen
     rows, table = _rows_of(table, ids, model)  # a model may change the table's dtype (x64_off)
     if "one_element_scatter_fails" in model and table.shape == (1, 1) and np.size(ids) >= 2:
         raise LookupFailure("the backward pass fails for a 1 x 1 table and two or more ids")
-    acc, mags, counts = _scatter(table, rows, upstream)
-    return bounded(acc.astype(table.dtype), _accumulation_atol(table, mags, counts),
-                   any_zero_sign="one_hot_matmul" in model)
+    acc, mags, counts = _scatter(table, rows, _upstream(table, upstream))
+    return bounded(acc.astype(table.dtype), _accumulation_atol(table, acc, mags, counts), any_zero_sign=True)
 
 
 def grad_padded(table, ids, upstream, padding_idx, model=()):
@@ -134,10 +159,12 @@ def grad_scaled(table, ids, upstream, model=()):
     rows, table = _rows_of(table, ids, model)
     counts = np.bincount(rows[rows >= 0], minlength=table.shape[0]) if (rows >= 0).any() else np.zeros(table.shape[0], int)
     weights = np.where(rows >= 0, 1.0 / np.maximum(counts[np.maximum(rows, 0)], 1), 0.0)
-    acc, mags, n = _scatter(table, rows, upstream, weights)
-    # the division rounds each contribution once more: one more eps per term
-    atol = _accumulation_atol(table, mags, n) + eps(table.dtype) * mags
-    return bounded(acc.astype(table.dtype), atol)
+    acc, mags, n = _scatter(table, rows, _upstream(table, upstream), weights)
+    # dividing by a count > 1 rounds each contribution once more (half an ulp each) and
+    # the oracle's float64 quotient once (float64 contributions); a count of 1 divides exactly
+    scaled = (n > 1).reshape((-1,) + (1,) * (table.ndim - 1))
+    atol = _accumulation_atol(table, acc, mags, n) + np.where(scaled, eps(table.dtype) * mags, 0.0)
+    return bounded(acc.astype(table.dtype), atol, any_zero_sign=True)
 
 
 # --- max_norm -----------------------------------------------------------------------
@@ -175,10 +202,13 @@ def renormed(rows: np.ndarray, max_norm: float, formula: str) -> np.ndarray:
 
 
 def max_norm_tolerance(rows: np.ndarray) -> float:
-    """Relative: the norm sums D squares (D roundings), then a square root, a
-    division and a product (3 more), in a dtype no wider than the table's."""
+    """Relative, in units u = eps/2 of the table's dtype: the D squares and their sum
+    err by at most D*u, which the square root halves (D/2); the root itself, the
+    division (or the scale's rounding to the dtype), the product and the oracle's own
+    rounding of the exact result one u each (4). A framework computing in a wider
+    dtype errs less."""
     d = int(np.prod(rows.shape[1:], dtype=np.int64)) if rows.ndim > 1 else 1
-    return (d + 3) * eps(rows.dtype)
+    return (math.ceil(d / 2) + 4) * eps(rows.dtype) / 2
 
 
 def lookup_with_state(table, ids, max_norm=None, model=()):

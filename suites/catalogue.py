@@ -47,6 +47,14 @@ class Clause:
     def family(self) -> str:
         return self.id.split(".")[0]
 
+    def not_applicable(self, methods: Sequence[str], caps: Capabilities, adapter: Any = None) -> str | None:
+        """Why this clause cannot be checked on an adapter offering ``methods`` with
+        ``caps`` (None: it can). The engine asks it of a built adapter; declarations are
+        held to it before a run, from what each adapter is known to offer."""
+        if self.method not in methods:
+            return f"the adapter has no {self.method}()"
+        return self.applicable(caps, adapter)
+
 
 CLAUSES: dict[str, Clause] = {}
 

@@ -1,10 +1,23 @@
-"""Declared divergences: reviewed data saying which adapter follows which behaviour
-model on which clause, for which versions, and where that is documented.
+"""Declared departures: reviewed data saying which adapter departs from the contract
+on which clauses, for which versions, and where that is documented.
 
+Two kinds of entry, each a table array in the same file:
+
+- ``[[divergence]]``: the adapter follows a behaviour ``model`` exactly (the check
+  ``diverges`` while it does, ``violates`` when it follows neither the contract nor
+  the model, ``stale`` when it conforms again);
+- ``[[violation]]``: an *acknowledged violation*, a departure no exact model
+  expresses (a crash on valid input, a result that depends on the value). No model;
+  a ``note`` with the minimal input is required. The check stays ``violates`` (pytest
+  reports it as an expected failure) and turns ``stale`` when it no longer departs.
+
+``adapter`` and ``clause`` each take one name or a list (a pattern: fnmatch, whose
+brackets are character classes, so bracketed adapter names are written out).
 Built-in declarations live in ``suites/divergences/*.toml``; users add their own
 with ``--expectations FILE`` (TOML or JSON of the same shape), which take
-precedence. A malformed file is an ExpectationsError whose one-line message
-names the file, the entry and the valid choices.
+precedence. A malformed file is an ExpectationsError whose one-line message names
+the file, the entry and the valid choices; so is an entry that names no known
+adapter, or one that can only meet ``not_applicable`` checks (``check_targets``).
 """
 from __future__ import annotations
 
@@ -13,14 +26,22 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 BUILTIN_DIR = Path(__file__).with_name("divergences")
-KEYS = {"adapter", "clause", "model", "versions", "reference", "note", "witness", "when"}
-REQUIRED = ("adapter", "clause", "model", "versions", "reference")
+KINDS = ("divergence", "violation")  # the table arrays of an expectations file
+KEYS = {
+    "divergence": {"adapter", "clause", "model", "versions", "reference", "note", "witness", "when"},
+    "violation": {"adapter", "clause", "versions", "reference", "note", "witness", "when"},
+}
+REQUIRED = {
+    "divergence": ("adapter", "clause", "model", "versions", "reference"),
+    # no model: the note is the write-up (what departs, on which minimal input)
+    "violation": ("adapter", "clause", "versions", "reference", "note"),
+}
 
 
 class ExpectationsError(ValueError):
@@ -44,6 +65,13 @@ class Divergence:
     # divergence needs, as PEP 440 specifiers; where one is unmet the adapter is
     # held to the contract itself
     when: tuple[tuple[str, str], ...] = ()
+    # an acknowledged violation: no model, the check stays `violates`
+    violation: bool = False
+    file: str = field(default="", compare=False)  # the file's path, for messages
+
+    @property
+    def kind(self) -> str:
+        return "violation" if self.violation else "divergence"
 
     def witness_args(self) -> dict[str, Any] | None:
         return build_witness(self.witness) if self.witness else None
@@ -64,8 +92,10 @@ class Divergence:
         return None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"model": list(self.model), "versions": dict(self.versions), "reference": self.reference,
-               "note": self.note, "source": self.source}
+        out: dict[str, Any] = {"versions": dict(self.versions), "reference": self.reference,
+                               "note": self.note, "source": self.source}
+        if not self.violation:
+            out["model"] = list(self.model)
         if self.witness:
             out["witness"] = self.witness
         if self.when:
@@ -132,7 +162,8 @@ def _check_witness_array(where: str, name: str, arr: Any, shape: str) -> None:
                                 f"(or be a list of such arrays, or a string), e.g. {shape}")
 
 
-def _load_file(path: Path) -> list[dict[str, Any]]:
+def _load_file(path: Path) -> dict[str, list[Any]]:
+    """The file's entries by kind (``divergence``, ``violation``)."""
     if not path.is_file():
         raise ExpectationsError(f"{path}: no such expectations file")
     text = path.read_text(encoding="utf-8")
@@ -140,35 +171,67 @@ def _load_file(path: Path) -> list[dict[str, Any]]:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ExpectationsError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
-    entries = data.get("divergence", []) if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise ExpectationsError(f"{path}: expected a list of [[divergence]] tables (keys: {', '.join(REQUIRED)}, note)")
-    return entries
+    shape = (f"expected [[divergence]] tables (keys: {', '.join(REQUIRED['divergence'])}, note, witness, when) "
+             f"or [[violation]] tables (keys: {', '.join(REQUIRED['violation'])}, witness, when)")
+    if not isinstance(data, dict):
+        raise ExpectationsError(f"{path}: {shape}")
+    unknown = sorted(set(data) - set(KINDS))
+    if unknown:
+        raise ExpectationsError(f"{path}: unknown table {unknown[0]!r}; {shape}")
+    out = {kind: data.get(kind, []) for kind in KINDS}
+    if not all(isinstance(v, list) for v in out.values()):
+        raise ExpectationsError(f"{path}: {shape}")
+    return out
 
 
-def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterable[str]) -> list[Divergence]:
+def _names(where: str, key: str, value: Any) -> list[str]:
+    """One name or a non-empty list of names."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(x, str) and x.strip() for x in names):
+        raise ExpectationsError(f"{where}: {key} must be a name or a non-empty list of names")
+    return names
+
+
+def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterable[str],
+          kind: str = "divergence") -> list[Divergence]:
+    """The declarations of one table array of a file, one per (adapter, clause) named."""
     clauses, models = set(clauses), set(models)
+    keys, required = KEYS[kind], REQUIRED[kind]
     out = []
     for n, e in enumerate(entries, 1):
-        where = f"{path}: divergence #{n}"
+        where = f"{path}: {kind} #{n}"
         if not isinstance(e, dict):
             raise ExpectationsError(f"{where}: expected a table, got {type(e).__name__}")
-        missing = [k for k in REQUIRED if k not in e]
+        if kind == "violation" and "model" in e:
+            raise ExpectationsError(f"{where}: a [[violation]] has no model (a departure a model expresses is a "
+                                    f"[[divergence]]); valid keys: {', '.join(sorted(keys))}")
+        missing = [k for k in required if k not in e]
         if missing:
-            raise ExpectationsError(f"{where}: missing {', '.join(missing)} (required: {', '.join(REQUIRED)})")
-        extra = sorted(set(e) - KEYS)
+            raise ExpectationsError(f"{where}: missing {', '.join(missing)} (required: {', '.join(required)})")
+        extra = sorted(set(e) - keys)
         if extra:
-            raise ExpectationsError(f"{where}: unknown key {extra[0]!r}; valid keys: {', '.join(sorted(KEYS))}")
-        if e["clause"] not in clauses:
-            raise ExpectationsError(f"{where}: unknown clause {e['clause']!r}; valid clauses: {', '.join(sorted(clauses))}")
-        model = e["model"]
-        if isinstance(model, str):
-            model = [model]
-        if not isinstance(model, list) or not model or not all(isinstance(m, str) for m in model):
-            raise ExpectationsError(f"{where}: model must be a non-empty list of model names")
-        unknown = [m for m in model if m not in models]
-        if unknown:
-            raise ExpectationsError(f"{where}: unknown behaviour model {unknown[0]!r}; known models: {', '.join(sorted(models))}")
+            raise ExpectationsError(f"{where}: unknown key {extra[0]!r}; valid keys: {', '.join(sorted(keys))}")
+        adapters = _names(where, "adapter", e["adapter"])
+        named = _names(where, "clause", e["clause"])
+        for c in named:
+            if c not in clauses:
+                raise ExpectationsError(f"{where}: unknown clause {c!r}; valid clauses: {', '.join(sorted(clauses))}")
+        model: Any = []
+        if kind == "divergence":
+            model = e["model"]
+            if isinstance(model, str):
+                model = [model]
+            if not isinstance(model, list) or not model or not all(isinstance(m, str) for m in model):
+                raise ExpectationsError(f"{where}: model must be a non-empty list of model names")
+            unknown = [m for m in model if m.partition("@")[0] not in models]
+            scoped = [m for m in model if "@" in m]
+            if scoped and named != ["table.load"]:
+                raise ExpectationsError(f"{where}: a model step scoped to a load path ({scoped[0]!r}) is for "
+                                        f"clause table.load alone")
+            if unknown:
+                raise ExpectationsError(f"{where}: unknown behaviour model {unknown[0]!r}; known models: {', '.join(sorted(models))}")
+        elif not isinstance(e["note"], str) or not e["note"].strip():
+            raise ExpectationsError(f"{where}: note must say what departs, on which minimal input")
         versions = e["versions"]
         if not isinstance(versions, dict) or not versions:
             raise ExpectationsError(f"{where}: versions must map distributions to version specifiers, e.g. {{ torch = \">=2.0\" }}")
@@ -182,10 +245,14 @@ def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterab
             raise ExpectationsError(f"{where}: when must map facts of the adapter's environment() to specifiers, "
                                     f"e.g. {{ \"torch.threads\" = \">=2\" }}")
         _check_specifiers(where, "when ", when, "specifier (PEP 440, e.g. '>=2')")
-        out.append(Divergence(str(e["adapter"]), e["clause"], tuple(model),
-                              tuple((str(k), str(v)) for k, v in versions.items()),
-                              e["reference"], str(e.get("note", "")), f"{path.name}#{n}", e.get("witness"),
-                              tuple((str(k), str(v)) for k, v in when.items())))
+        source = f"{path.name}#{n}" if kind == "divergence" else f"{path.name}#{kind}{n}"
+        for adapter in adapters:
+            for c in named:
+                out.append(Divergence(adapter, c, tuple(model),
+                                      tuple((str(k), str(v)) for k, v in versions.items()),
+                                      e["reference"], str(e.get("note", "")), source, e.get("witness"),
+                                      tuple((str(k), str(v)) for k, v in when.items()), kind == "violation",
+                                      str(path)))
     return out
 
 
@@ -194,8 +261,35 @@ def load(extra_files: Iterable[str | Path], clauses: Iterable[str], models: Iter
     clauses, models = list(clauses), list(models)
     found: list[Divergence] = []
     for f in [Path(p) for p in extra_files] + sorted(BUILTIN_DIR.glob("*.toml")):
-        found += parse(f, _load_file(f), clauses, models)
+        tables = _load_file(f)
+        for kind in KINDS:
+            found += parse(f, tables[kind], clauses, models, kind)
     return found
+
+
+def _where(d: Divergence) -> str:
+    entry = d.source.partition("#")[2]
+    return f"{d.file or d.source.partition('#')[0]}: {d.kind} #{entry.removeprefix('violation')}"
+
+
+def check_targets(divs: Iterable[Divergence], known: dict[str, Callable[[str], str | None]]) -> None:
+    """Refuse a declaration that can never be held against anything: an adapter
+    pattern that matches no known adapter, or an (adapter, clause) that can only meet
+    ``not_applicable`` checks. ``known`` maps each known adapter's name to a function
+    giving, for a clause id, why the clause is not applicable to it (None: it is)."""
+    names = sorted(known)
+    for d in divs:
+        hits = [a for a in names if a == d.adapter or fnmatch.fnmatchcase(a, d.adapter)]
+        if not hits:
+            near = [a for a in names if a.split("[")[0] == d.adapter.split("[")[0]] or names
+            raise ExpectationsError(f"{_where(d)}: adapter {d.adapter!r} matches no known adapter "
+                                    f"(brackets in a pattern are character classes: write bracketed names out); "
+                                    f"known adapters: {', '.join(near)}")
+        reasons = {a: known[a](d.clause) for a in hits}
+        if all(reasons.values()):
+            a, why = next(iter(reasons.items()))
+            raise ExpectationsError(f"{_where(d)}: {d.clause} is not applicable to {', '.join(hits)} ({why}), so "
+                                    f"this declaration could only attach to not_applicable checks")
 
 
 def declared(divs: list[Divergence], adapter: str, clause: str, installed: dict[str, str]) -> Divergence | None:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 from hypothesis import seed as hyp_seed
 from hypothesis.errors import FlakyFailure, FlakyStrategyDefinition, HypothesisException
 
-from adapters.contract import LookupFailure, capabilities_of, environment_of
+from adapters.contract import LookupFailure, capabilities_of, environment_of, methods_of
 
 from .assertions import Outcome, invoke
 from .catalogue import Clause
@@ -144,9 +144,7 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
     start = time.perf_counter()
     rec: dict[str, Any] = {}
     caps = capabilities_of(adapter)
-    if not callable(getattr(adapter, clause.method, None)):
-        return {"status": "not_applicable", "reason": f"the adapter has no {clause.method}()", "examples": 0, "seconds": 0.0}
-    reason = clause.applicable(caps, adapter)
+    reason = clause.not_applicable(methods_of(adapter), caps, adapter)
     if reason:
         return {"status": "not_applicable", "reason": reason, "examples": 0, "seconds": 0.0}
     try:
@@ -167,19 +165,25 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
     try:
         found = search.run(strategy, ())
         if found is None:
-            if divergence is not None:
+            if divergence is None:
+                rec["status"] = "conforms"
+            elif divergence.violation:
+                rec.update(status="stale", detail=(
+                    f"acknowledged as a violation ({divergence.source}), but no input departing from the contract "
+                    f"was found in {search.examples} examples{' (the witness included)' if witness else ''}: "
+                    f"the violation no longer reproduces for these versions"))
+            else:
                 rec.update(status="stale", detail=(
                     f"declared to follow model {list(divergence.model)} ({divergence.source}), but no input "
                     f"departing from the contract was found in {search.examples} examples: the declaration no "
                     f"longer holds for these versions"))
-            else:
-                rec["status"] = "conforms"
         else:
             rec.update(_evidence(adapter, clause, found))
             # the declaration's witness, or an input the generators found
             rec["found_by"] = "witness" if witness is not None and found.inputs is witness else "search"
             rec["detail"] = found.problem + diagnose(adapter, clause, found)
-            if divergence is None:
+            if divergence is None or divergence.violation:
+                # an acknowledged violation stays one: no model says what it does instead
                 rec["status"] = "violates"
             else:
                 rec.update(_against_model(adapter, clause, search, strategy, found, divergence))

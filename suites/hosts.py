@@ -137,6 +137,9 @@ def _serve(conn, group: str) -> None:
                 try:
                     adapters[spec] = registry.load_object(spec)
                     check_adapter(adapters[spec])
+                    problem = _undescribed(spec, adapters[spec])
+                    if problem:
+                        adapters[spec] = {"status": "error", "reason": problem}
                 except ImportError as exc:
                     adapters[spec] = {"status": "unavailable", "reason": f"import failed: {exc}"}
                 except Exception as exc:
@@ -147,6 +150,17 @@ def _serve(conn, group: str) -> None:
         except Exception as exc:  # never die silently: report and keep serving
             conn.send({"status": "error", "reason": f"worker: {type(exc).__name__}: {exc}",
                        "detail": traceback.format_exc(limit=-4)[-1500:]})
+
+
+def _undescribed(spec: str, adapter: Any) -> str | None:
+    """Why a built-in adapter differs from its static description (what declarations
+    are checked against before a run), or None."""
+    builtin = registry.BY_NAME.get(getattr(adapter, "name", None))
+    if builtin is None or builtin.factory != spec:
+        return None
+    problem = builtin.describe().mismatch(adapter)
+    return None if problem is None else (
+        f"{builtin.name} does not match its static description (adapters' describe()): {problem}")
 
 
 class WorkerHost:

@@ -16,6 +16,15 @@ class SeedCase:
     expected: np.ndarray | str  # rows, or a failure kind
 
 
+@dataclass(frozen=True)
+class ShardedSeedCase:
+    name: str
+    shards: tuple[np.ndarray, ...]
+    ids: np.ndarray
+    strategy: str
+    expected: np.ndarray | str
+
+
 def _f32(x) -> np.ndarray:
     return np.array(x, dtype=np.float32)
 
@@ -63,4 +72,18 @@ E5 = [
              np.stack([np.stack([_E5_SENT[2], _E5_SENT[3], _E5_SENT[0], _E5_SENT[1], _E5_SENT[4]])])),
     SeedCase("E5 encoder Embedding(7842, 128) on length 95 gives (1, 95, 128)", _E5_ENC,
              np.arange(95).reshape(1, 95) * 80, np.ones((1, 95, 128), dtype=np.float32)),
+]
+
+_TWO = (_f32([1, 2]), _f32([10, 20]))
+_THREE_64 = tuple(np.stack([np.full(64, k, np.float32), np.full(64, k + 3, np.float32)]) for k in range(3))
+_THREE = (_f32([1, 2, 3]), _f32([4, 5, 6]), _f32([7, 8, 9]))
+E4 = [
+    ShardedSeedCase("E4 'mod': [[1, 2], [10, 20]], ids [2, 0, 2, 1, 2, 3]", _TWO, np.array([2, 0, 2, 1, 2, 3]), "mod",
+                    _f32([2, 1, 2, 10, 2, 20])),
+    ShardedSeedCase("E4 'mod': three (2, 64) shards, shard k holds ids k and k + 3", _THREE_64,
+                    np.array([0, 1, 2, 3, 4, 5]), "mod", np.stack([np.full(64, i, np.float32) for i in range(6)])),
+    ShardedSeedCase("E4 'mod': shards [1,2,3], [4,5,6], [7,8,9] read as [1,4,7,2,5,8,3,6,9]; ids [0,3,4,1,7]",
+                    _THREE, np.array([0, 3, 4, 1, 7]), "mod", _f32([1, 2, 5, 4, 6])),
+    ShardedSeedCase("E4 'div' (the TF2 API's routing): [[1, 2], [10, 20]], ids [2, 0, 2, 1, 2, 3]", _TWO,
+                    np.array([2, 0, 2, 1, 2, 3]), "div", _f32([10, 1, 10, 2, 10, 20])),
 ]

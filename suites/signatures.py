@@ -16,6 +16,15 @@ pairing of levels is drawn from the run's seed (the ci profile uses one fixed
 pool), so runs under different seeds meet different combinations. Rows are
 sorted simplest first: hypothesis shrinks a drawn index towards 0.
 
+Every pool also holds the *reach* signatures (``REACH``): tables on both sides of
+each id dtype's wrap boundary (V = 2^7 and 2^7 + 1, 2^8 and 2^8 + 1, 2^15 and
+2^15 + 1, 2^16 and 2^16 + 1), each paired with the ids dtype whose range it tests,
+rows of one element so that memory stays small. A fault that hides until V > 255,
+or that reads uint8 ids past 127 as negative, or narrows ids to 16 bits, meets them
+in every run. Clauses about ids and rows keep them whatever their V range
+(``reach=True``); clauses whose cases need small tables (duplicates in gradients,
+shard counts) leave them out.
+
 A clause takes the pool's signatures its constraints allow (V in a range, some ids
 dtypes, non-empty ids, ...) as they are (``select``), so clauses of one adapter
 share their signatures and a function compiled for one clause serves the next;
@@ -46,6 +55,12 @@ KNOBS = 4  # a small index clause-specific options key on (max_norm's value, ...
 # returns the table itself), one-row tables (XLA and Flax broadcast the row), a 0-d id,
 # and a 1 x 1 weight hit twice (inductor's one-element scatter).
 EDGES = ((0, (2, 0), False), (1, (), False), (1, (2,), True))
+# (V, ids dtype): each id dtype's wrap boundary 2^k with V = 2^k (the dtype's top id is
+# the last row, or V itself wraps to 0 in k bits) and V = 2^k + 1 (rows past the
+# boundary: an id there read in k bits, or as signed, lands on another row)
+REACH = ((2**7, "int8"), (2**7 + 1, "uint8"), (2**8, "uint8"), (2**8 + 1, "int16"),
+         (2**15, "int16"), (2**15 + 1, "uint16"), (2**16, "uint16"), (2**16 + 1, "int32"))
+REACH_IDS = ((6,), (2, 3))  # ids shapes of the reach signatures, taken in turn
 # "simplest" orders, for sorting the pool (what a shrunk example shows)
 _TABLE_ORDER = ("float32", "float64", "float16", "bfloat16")
 _IDS_ORDER = ("int32", "int64", "int16", "int8", "uint8", "uint16", "uint32", "uint64")
@@ -60,6 +75,7 @@ class Signature:
     ids_shape: tuple[int, ...]
     knob: int = 0
     edge: bool = field(default=False, compare=False)  # one of EDGES (kept by ``subset``)
+    reach: bool = field(default=False, compare=False)  # one of REACH (kept by clauses with reach=True)
 
     @property
     def table_shape(self) -> tuple[int, ...]:
@@ -114,6 +130,11 @@ def make_pool(caps: Capabilities, size: int, salt: int) -> tuple[Signature, ...]
             v, ids_shape, ones = EDGES[k]
             row = (1,) * rank if ones else row
         rows.add(Signature(dtype, max(int(v), caps.min_rows), row, ids_dtype, ids_shape, knob, edge))
+    dtypes = _balanced(rng, tuple(caps.table_dtypes), len(REACH))
+    for k, (v, ids_dtype) in enumerate(REACH):
+        rank = row_ranks[k % len(row_ranks)]
+        rows.add(Signature(dtypes[k], v, (1,) * rank, ids_dtype, REACH_IDS[k % len(REACH_IDS)], k % KNOBS,
+                           reach=True))
     return tuple(sorted(rows, key=Signature.complexity))
 
 
@@ -127,14 +148,16 @@ def _nearest(name: str, allowed: Sequence[str], universe: Sequence[str]) -> str:
 
 def project(pool: Sequence[Signature], *, v_min: int = 0, v_max: int = MAX_V,
             id_dtypes: Sequence[str], table_dtypes: Sequence[str], row_min_side: int = 1,
-            ids: str = "valid", empty: str | None = None) -> tuple[Signature, ...]:
+            ids: str = "valid", empty: str | None = None, reach: bool = False) -> tuple[Signature, ...]:
     """The pool as one clause may draw it. ``ids``: "valid" (a table with no rows
     gets zero-size ids, the only valid ones) or "nonempty" (at least one id, for
     clauses that plant the ids they are about). ``empty`` (table.empty): "table" makes
     V = 0, "rows" makes the last row side 0, "both" does both."""
     out: dict[Signature, None] = {}
     for sig in pool:
-        v = min(max(sig.v, v_min), max(v_max, v_min))
+        if sig.reach and not reach:
+            continue
+        v = sig.v if sig.reach else min(max(sig.v, v_min), max(v_max, v_min))
         row = tuple(max(s, row_min_side) for s in sig.row)
         shape = sig.ids_shape
         if empty in ("table", "both"):
@@ -151,16 +174,17 @@ def project(pool: Sequence[Signature], *, v_min: int = 0, v_max: int = MAX_V,
 
 
 def _allows(sig: Signature, v_min: int, v_max: int, id_dtypes: Sequence[str], table_dtypes: Sequence[str],
-            row_min_side: int, ids: str) -> bool:
+            row_min_side: int, ids: str, reach: bool = False) -> bool:
     size = int(np.prod(sig.ids_shape, dtype=np.int64))
-    return (v_min <= sig.v <= v_max and sig.ids_dtype in id_dtypes and sig.table_dtype in table_dtypes
+    in_range = (v_min <= sig.v <= v_max) if not sig.reach else reach
+    return (in_range and sig.ids_dtype in id_dtypes and sig.table_dtype in table_dtypes
             and all(s >= row_min_side for s in sig.row)
             and (size > 0 if ids == "nonempty" else sig.v > 0 or size == 0))
 
 
 def select(pool: Sequence[Signature], *, minimum: int, v_min: int = 0, v_max: int = MAX_V,
            id_dtypes: Sequence[str], table_dtypes: Sequence[str], row_min_side: int = 1,
-           ids: str = "valid") -> tuple[Signature, ...]:
+           ids: str = "valid", reach: bool = False) -> tuple[Signature, ...]:
     """The signatures of ``pool`` a clause allows as they are, when there are at
     least ``minimum`` of them: then the clause compiles nothing its neighbours have
     not compiled already; a table dtype, ids dtype, ids rank or a table of 0 or 1
@@ -168,10 +192,10 @@ def select(pool: Sequence[Signature], *, minimum: int, v_min: int = 0, v_max: in
     with V = 9 hides a float64 departure). Otherwise the whole pool, projected onto
     the clause."""
     kw = dict(v_min=v_min, v_max=v_max, id_dtypes=id_dtypes, table_dtypes=table_dtypes,
-              row_min_side=row_min_side, ids=ids)
+              row_min_side=row_min_side, ids=ids, reach=reach)
     projected = project(pool, **kw)
     fitting = [s for s in pool if _allows(s, **kw)]
-    if len(fitting) < min(minimum, len(pool)):
+    if len([s for s in fitting if not s.reach]) < min(minimum, len([s for s in pool if not s.reach])):
         return projected
     have = set().union(*(_kept(s) for s in fitting))
     for sig in projected:
@@ -201,7 +225,7 @@ def subset(pool: tuple[Signature, ...], n: int) -> tuple[Signature, ...]:
     norms), which every example draws afresh."""
     chosen = [s for s in pool if s.edge][:n]
     covered: set = set().union(*(_levels(s) for s in chosen))
-    rest = [s for s in pool if not s.edge]
+    rest = [s for s in pool if not s.edge and not s.reach]
     while rest and len(chosen) < n:
         best = max(rest, key=lambda s: len(_levels(s) - covered))  # max keeps the first (simplest) on ties
         chosen.append(best)
@@ -210,7 +234,11 @@ def subset(pool: tuple[Signature, ...], n: int) -> tuple[Signature, ...]:
     return tuple(sorted(chosen, key=Signature.complexity))
 
 
-def covering_half(pool: tuple[Signature, ...]) -> tuple[Signature, ...]:
+def covering_half(pool: tuple[Signature, ...], reach: int = 0) -> tuple[Signature, ...]:
     """Half the pool, covering its factor levels (``subset``): what the clauses whose
-    every signature is a compile of its own kind draw."""
-    return subset(pool, max(1, len(pool) // 2))
+    every signature is a compile of its own kind draw; and ``reach`` of its reach
+    signatures, the largest tables first."""
+    ordinary = [s for s in pool if not s.reach]
+    large = sorted((s for s in pool if s.reach), key=lambda s: -s.v)[:reach]
+    return tuple(sorted(subset(tuple(ordinary), max(1, len(ordinary) // 2)) + tuple(large),
+                        key=Signature.complexity))

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from adapters.contract import INT_DTYPES, InvalidIds
 from suites.catalogue import clause
 from suites.lookup_clauses import LOOKUP, lookup_oracle
-from suites.strategies import (MAX_V, SIGNED, draw_table, dtype_range, fits, lookup_args, raw, signatures,
-                               choice)
+from suites.strategies import (MAX_V, SIGNED, WRAPS, choice, draw_table, dtype_range, fits, lookup_args, raw,
+                               signatures)
 
 
 def _not_applicable_without(dtypes):
@@ -47,24 +47,50 @@ FLOAT_KIND = {"int8": "bool", "uint8": "bool", "int16": "float16", "uint16": "fl
               "int32": "float32", "uint32": "float32", "int64": "float64", "uint64": "float64"}
 
 
+# magnitudes where a cast to an integer type saturates, wraps or is undefined
+_LARGE = (2.0**31, 2.0**31 - 0.5, -(2.0**31) - 1, 2.0**32 + 1, 2.0**53 + 2, 2.0**63, -(2.0**63), 1e10,
+          3.0e38, np.inf, -np.inf, np.nan, -0.0, 5e-324)
+
+
+def fine_float_ids(buf: bytes, kind: str, v: int, n: int) -> np.ndarray:
+    """``n`` float ids of dtype ``kind`` from 4 bytes each: an integer k in [-V, V]
+    (0, -1, 1, -2, ... as the bytes shrink), then by a flavour byte k itself, k one ulp
+    below or above (0.99999994 in float32, 0.9999999999999999 in float64), k plus or
+    minus an arbitrary fraction, or a large or special magnitude. A truncating lookup
+    turns most of them into valid rows; one that rounds, or truncates through a
+    narrower float type, differs from truncation right next to an integer."""
+    dtype = np.dtype(kind)
+    r = np.frombuffer(buf, dtype=np.uint8, count=4 * n).reshape(n, 4).astype(np.int64)
+    j = (r[:, 1] | (r[:, 2] << 8)) % (2 * v + 1)
+    k = np.where(j % 2 == 0, j // 2, -(j + 1) // 2).astype(dtype)
+    fraction = ((r[:, 3] + 1) / 257).astype(dtype)  # in (0, 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.select(
+            [r[:, 0] % 8 == f for f in range(1, 6)],
+            [np.nextafter(k, dtype.type(-np.inf)), np.nextafter(k, dtype.type(np.inf)), k + fraction, k - fraction,
+             np.array(_LARGE, dtype=np.float64)[r[:, 3] % len(_LARGE)].astype(dtype)],
+            default=k)
+    return out.astype(dtype)
+
+
 @st.composite
 def _float_ids(draw, sigs):
     sig = draw(choice(sigs), label="signature")
     table = draw_table(draw, sig.table_dtype, sig.table_shape)
     kind = FLOAT_KIND[sig.ids_dtype]
-    codes = np.frombuffer(draw(raw(int(np.prod(sig.ids_shape, dtype=np.int64))), label="ids"), dtype=np.uint8)
+    n = int(np.prod(sig.ids_shape, dtype=np.int64))
     if kind == "bool":
+        codes = np.frombuffer(draw(raw(n), label="ids"), dtype=np.uint8)
         ids = (codes & 1).astype(np.bool_)
     else:
-        # integral and fractional values in [-V, V): a truncating lookup returns a valid row for most
-        v = sig.v
-        ids = ((codes.astype(np.int64) % (4 * v) - 2 * v) / 2).astype(kind)
+        ids = fine_float_ids(draw(raw(4 * n), label="ids"), kind, sig.v, n)
     return {"table": table, "ids": ids.reshape(sig.ids_shape)}
 
 
 @clause(
     "ids.float",
-    "ids of a float or bool dtype are InvalidIds: never truncated, rounded or read as 0/1",
+    "ids of a float or bool dtype are InvalidIds: never truncated, rounded or read as 0/1 (float ids within one ulp "
+    "of an integer, with arbitrary fractions and magnitudes, NaN and infinities)",
     **LOOKUP,
 )
 def float_id_cases(caps, pool):
@@ -73,11 +99,19 @@ def float_id_cases(caps, pool):
 
 # --- ids.out_of_range ----------------------------------------------------------------
 
+def _wrap_points(v: int) -> tuple[tuple[int, int], ...]:
+    """Ids at or just past 2^k (k = 7, 8, 15, 16, 31, 32) that are >= V: where a lookup
+    that reads ids in k bits, or as signed, turns an out-of-range id into a row."""
+    return tuple((b, b + 1) for k in WRAPS for b in (2**k - 1, 2**k) if b >= v)
+
+
 def _too_large(id_dtype, v):
     # the dtype's top values are where a lookup that casts ids to a narrower or
     # signed type reads -1, -2, ... and wraps them to rows
     hi = dtype_range(id_dtype)[1]
-    return [((v, v + 1),), ((v, v + 1000),), ((hi - MAX_V, hi),), ((hi, hi),)]
+    flavours = [((v, v + 1),), ((v, v + 1000),), ((hi - MAX_V, hi),), ((hi, hi),)]
+    wraps = _wrap_points(v)
+    return flavours + ([wraps] if wraps else [])
 
 
 @clause(
@@ -87,7 +121,7 @@ def _too_large(id_dtype, v):
 )
 def out_of_range_cases(caps, pool):
     fitting = tuple(d for d in caps.id_dtypes if fits(d, 2 * MAX_V + 2))
-    return lookup_args(caps, pool, id_dtypes=fitting, aim=_too_large)
+    return lookup_args(caps, pool, id_dtypes=fitting, aim=_too_large)  # signatures whose dtype holds an id >= V
 
 
 # --- ids.negative --------------------------------------------------------------------
@@ -96,7 +130,9 @@ def _negative(id_dtype, v):
     lo = dtype_range(id_dtype)[0]
     boundary = tuple((b, b) for b in sorted({-1, -v, -v - 1, lo} - {0}))
     near = [((-v, -1),), ((-1, -1), (-v, -v))] if v else []  # a wrapping lookup reads rows
-    return [boundary, ((-v - 2, -1),), *near]
+    # -2^k: where a lookup that wraps in the ids' own type (id + V overflowing) lands elsewhere
+    wraps = tuple((-b, -b + 1) for k in WRAPS for b in (2**k,) if b <= v)
+    return [boundary, ((-v - 2, -1),), *near] + ([wraps] if wraps else [])
 
 
 @clause(

@@ -13,20 +13,10 @@ from hypothesis import strategies as st
 
 from adapters import partition
 from suites.catalogue import clause
+from suites.sharded_clauses import SHARDED
 from suites.strategies import (choice, draw_ids, draw_table, draw_valid_ids, ints, np_dtype, signatures,
                                strategies_of)
 
-SUSPECTS = (
-    ("route_by_total",), ("wrap_negative",), ("clip",), ("route_by_total", "wrap_negative"),
-    ("route_by_total", "clip"),
-)
-
-
-def sharded_oracle(args, model, caps):
-    return partition.lookup_sharded(args["shards"], args["ids"], args["strategy"], model)
-
-
-SHARDED = dict(method="lookup_sharded", oracle=sharded_oracle, suspects=SUSPECTS)
 
 
 def _needs(*wanted):
@@ -55,10 +45,11 @@ def _shard_counts(candidates: range | tuple, knob: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys((candidates[0], candidates[-1], candidates[knob % len(candidates)])))
 
 
-def _canonical(caps, pool, wanted=("mod", "div"), *, p_of=None, aim=None, n_min=0, n_max=10):
+def _canonical(caps, pool, wanted=("mod", "div"), *, p_of=None, aim=None, n_min=0, n_max=10, reach=False):
     """A canonical shard list of a logical table (N = the signature's V), and ids for it;
-    ``p_of(N)`` the shard counts the clause allows."""
-    sigs = signatures(caps, pool, nonempty=aim is not None, v_min=n_min, v_max=n_max)
+    ``p_of(N)`` the shard counts the clause allows; ``reach``: the pool's large tables
+    too (N up to 2^16 + 1, split into a few shards)."""
+    sigs = signatures(caps, pool, nonempty=aim is not None, v_min=n_min, v_max=n_max, reach=reach, aim=aim)
     return _split(sigs, strategies_of(caps, wanted), p_of or (lambda n: range(1, max(n, 1) + 3)), aim)
 
 
@@ -91,7 +82,7 @@ def single_shard_cases(caps, pool):
 @clause("partition.equals_plain", "a canonical sharded lookup equals the plain lookup on the logical table, bit for bit (special values included)",
         applicable=_needs("mod", "div"), **SHARDED)
 def equals_plain_cases(caps, pool):
-    return _canonical(caps, pool, n_min=1)
+    return _canonical(caps, pool, n_min=1, reach=True, p_of=lambda n: range(1, min(max(n, 1), 4) + 3))
 
 
 def _outside(id_dtype, n):
@@ -106,7 +97,7 @@ def _outside(id_dtype, n):
 @clause("partition.out_of_range", "with shards, an id outside [0, N) (negative or >= N) is out_of_range, even where a shard has a row at its local index",
         applicable=_needs("mod", "div"), **SHARDED)
 def sharded_out_of_range_cases(caps, pool):
-    return _canonical(caps, pool, aim=_outside)
+    return _canonical(caps, pool, aim=_outside, reach=True, p_of=lambda n: range(1, min(max(n, 1), 4) + 3))
 
 
 def _layouts(sig) -> tuple[tuple[int, ...], ...]:
@@ -143,7 +134,7 @@ def _noncanonical_draw(draw, sigs, strategies):
 @clause("partition.noncanonical", "a shard list whose sizes do not fit the strategy is InvalidShards: never a silently misrouted row",
         applicable=_needs("mod", "div"), **SHARDED)
 def noncanonical_cases(caps, pool):
-    return _noncanonical_draw(signatures(caps, pool), strategies_of(caps))
+    return _noncanonical_draw(signatures(caps, pool, reach=False), strategies_of(caps))
 
 
 @clause("partition.more_shards_than_rows", "P > N (some shards empty) is still a canonical layout: valid ids give their rows",
@@ -171,7 +162,7 @@ def _mismatched(draw, sigs, strategies, table_dtypes):
 @clause("partition.mismatched_shards", "shards whose row shapes or dtypes disagree are InvalidShards",
         applicable=_needs("mod", "div"), **SHARDED)
 def mismatched_cases(caps, pool):
-    return _mismatched(signatures(caps, pool, v_min=2), strategies_of(caps), caps.table_dtypes)
+    return _mismatched(signatures(caps, pool, v_min=2, reach=False), strategies_of(caps), caps.table_dtypes)
 
 
 def test_clause(check):

@@ -2,10 +2,11 @@
 import numpy as np
 from hypothesis import strategies as st
 
+from adapters import oracle
 from suites.catalogue import clause
 from suites.lookup_clauses import LOOKUP
 from suites.signatures import covering_half, project
-from suites.strategies import choice, draw_table, draw_valid_ids, raw
+from suites.strategies import choice, draw_table, draw_valid_ids, lookup_args, raw
 
 
 def _empty_signatures(caps, pool):
@@ -61,6 +62,33 @@ def empty_table_cases(caps, pool):
     # half the pool: empty tables are signatures no other clause draws (each one a
     # compile), and eight signatures cover their three kinds
     return _empty_cases(_empty_signatures(caps, covering_half(pool)))
+
+
+# --- table.load -------------------------------------------------------------------------------
+
+def _load_oracle(args, model, caps):
+    # a model step written "step@path" holds for tables loaded through that path only
+    path = args["path"]
+    steps = [m.partition("@")[0] for m in model if m.partition("@")[2] in ("", path)]
+    return oracle.lookup(args["table"], args["ids"], steps)
+
+
+@st.composite
+def _loaded(draw, lookups, paths):
+    args = draw(lookups)
+    args["path"] = draw(choice(paths), label="load path")
+    return args
+
+
+@clause(
+    "table.load",
+    "a table set through each of the API's documented ways of loading weights (set_weights, weights=, assign, "
+    "from_pretrained, _weight=, load_state_dict, nnx attribute assignment, ...) comes back bit for bit from a lookup",
+    method="lookup_loaded", oracle=_load_oracle, suspects=LOOKUP["suspects"],
+    applicable=lambda caps, adapter: None if caps.load_paths else "the adapter declares no load_paths",
+)
+def load_cases(caps, pool):
+    return _loaded(lookup_args(caps, pool, v_min=1), tuple(caps.load_paths))
 
 
 def test_clause(check):

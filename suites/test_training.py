@@ -30,9 +30,12 @@ def _upstreamed(draw, sigs, aim):
     return args
 
 
-def _with_upstream(caps, pool, *, aim=None, v_min=1, v_max=6):
-    # small V: duplicate ids, whose contributions must accumulate, are the common case
-    return _upstreamed(signatures(caps, covering_half(pool), nonempty=aim is not None, v_min=v_min, v_max=v_max), aim)
+def _with_upstream(caps, pool, *, aim=None, v_min=1, v_max=6, reach=1):
+    # small V: duplicate ids, whose contributions must accumulate, are the common case;
+    # and the pool's largest table, whose boundary rows the valid ids favour
+    sigs = signatures(caps, covering_half(pool, reach=reach), nonempty=aim is not None, v_min=v_min, v_max=v_max,
+                      aim=aim)
+    return _upstreamed(sigs, aim)
 
 
 # --- grad.scatter_add -------------------------------------------------------------------
@@ -42,8 +45,10 @@ def _with_upstream(caps, pool, *, aim=None, v_min=1, v_max=6):
     "the gradient w.r.t. the table is a scatter-add of the upstream gradient: duplicate ids accumulate",
     method="grad", oracle=lambda a, model, caps: training.grad(a["table"], a["ids"], a["upstream"], model),
     suspects=GRAD_SUSPECTS,
-    tolerance=("rows hit by n > 1 ids: (n - 1) * eps/2 * sum|u| + eps/2 * |g| (summation in any order, in the "
-               "table's dtype); rows hit once or never: exact. Upstreams are multiples of 1/2, exact in every dtype."),
+    tolerance=("rows hit by n > 1 ids: gamma(n - 1) * sum|u| + u * |g|, u = eps/2 of the table's dtype, "
+               "gamma(k) = k*u / (1 - k*u) (summation in any order, in the table's dtype or wider; the oracle's sum "
+               "is exact, rounded once); rows hit once or never: exact, zeros by value. Upstreams have full "
+               "mantissas, so a sum in a narrower dtype than the table's is found."),
 )
 def grad_cases(caps, pool):
     return _with_upstream(caps, pool)
@@ -99,7 +104,7 @@ def padding_cases(caps, pool):
     "with scale_grad_by_freq, each row's gradient is divided by how often its id occurs in the batch",
     method="grad_scaled",
     oracle=lambda a, model, caps: training.grad_scaled(a["table"], a["ids"], a["upstream"], model),
-    tolerance="as grad.scatter_add, plus eps * sum|u| for the division of each contribution",
+    tolerance="as grad.scatter_add, plus eps * sum|u/c| on rows whose count c > 1 (each contribution divided by c)",
 )
 def scale_by_freq_cases(caps, pool):
     return _with_upstream(caps, pool)
@@ -152,8 +157,9 @@ def _max_norm_oracle(a, model, caps):
     "with max_norm m, a looked-up row whose L2 norm exceeds m comes back with norm m, the others unchanged (bit for bit); a row holding NaN or an infinity comes back unchanged",
     method="lookup_with_state", oracle=_max_norm_oracle, compare=assertions.part(0),
     suspects=(("renorm_torch",), ("clip_by_norm_tf",), ("renorm_torch", "renorm_in_place")),
-    tolerance=("relative (D + 3) * eps of the table's dtype on rescaled rows: the norm sums D squares, then a "
-               "square root, a division and a product, each rounding once; unchanged rows exact"),
+    tolerance=("relative (ceil(D/2) + 4) * u on rescaled rows, u = eps/2 of the table's dtype: the D squares and "
+               "their sum err by D*u, halved by the square root; the root, the division, the product and the "
+               "oracle's rounding one u each; unchanged rows exact. Tables have full mantissas"),
 )
 def max_norm_output_cases(caps, pool):
     return _max_norm_cases(caps, pool)
