@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import cpu
 from .contract import Description, InvalidTable, methods_of
-from .jax_adapter import _X64_NOTE, _fmt_snippet, jax_capabilities, to_numpy, translate_jax_error
+from .jax_adapter import _X64_NOTE, _fmt_snippet, classify, jax_capabilities, to_numpy, translate_jax_error  # noqa: F401 (classify re-exported)
 
 
 _SINGLE_ROW_NOTE = (
@@ -68,6 +69,10 @@ class NnxEmbed:
             return jnp.sum(layer(ids) * upstream)
 
         self._grad = nnx.grad(loss)
+
+    def environment(self) -> dict[str, int]:
+        # XLA's bfloat16 conversions follow the CPU (adapters/cpu.py)
+        return cpu.facts()
 
     def _layer(self, table: np.ndarray):
         if table.ndim != 2:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidIds, InvalidTable, OutOfRange, methods_of
+from . import cpu
+from .contract import (FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidIds, InvalidTable, LookupFailure,
+                       OutOfRange, methods_of)
 
 _X64_NOTE = ("jax_enable_x64 is left at its default (False), as users get it: JAX narrows "
              "int64/uint64 ids to int32/uint32 (mod 2**32) and float64 tables to float32")
@@ -32,6 +34,10 @@ def translate_jax_error(exc: BaseException) -> BaseException | None:
         return OutOfRange(msg)
     if isinstance(exc, ValueError) and "out of bounds for array of dimension 0" in msg:
         return InvalidTable(msg)
+    if isinstance(exc, ValueError) and "Cannot broadcast to shape with fewer dimensions" in msg:
+        # flax.nnx.Embed broadcasts a one-row table to ids.shape + (D,): 0-d ids cannot
+        # take it, a framework failure of no contract kind
+        return LookupFailure(msg)
     return None
 
 
@@ -92,6 +98,10 @@ class JaxTake:
             self._take = take
             self._grad = jax.grad(loss)
 
+    def environment(self) -> dict[str, int]:
+        # XLA's bfloat16 conversions follow the CPU (adapters/cpu.py)
+        return cpu.facts()
+
     def _call(self, fn, *args):
         try:
             return to_numpy(fn(*args))
@@ -129,7 +139,7 @@ def describe(name: str) -> Description:
     return Description(methods_of(JaxTake), jax_capabilities())
 
 
-def classify(exc: BaseException) -> BaseException | None:
+def classify(exc: BaseException, ids=None, sharded: bool = False) -> BaseException | None:
     """The contract failure a JAX exception stands for (a snippet's replay uses it)."""
     return translate_jax_error(exc)
 

@@ -42,9 +42,11 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
+from . import cpu
 from .contract import (
     FLOAT_DTYPES,
     INT_DTYPES,
@@ -121,6 +123,10 @@ class _KerasBase:
         if self.backend == "jax" and self._jax.config.jax_enable_x64:  # not the default: say so
             caps = caps.narrowed(notes=caps.notes + ("jax_enable_x64 is on in this process",))
         return caps
+
+    def environment(self) -> dict[str, int]:
+        # XLA's bfloat16 conversions follow the CPU (adapters/cpu.py)
+        return cpu.facts()
 
     # -- backend glue ----------------------------------------------------------------------
 
@@ -419,7 +425,7 @@ def describe(name: str) -> Description:
     return Description(methods_of(cls), capabilities(backend, mode))
 
 
-def classify(exc: BaseException) -> LookupFailure | None:
+def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:
     """The contract failure a Keras exception stands for (a snippet's replay uses it)."""
     return _translate(exc)
 

@@ -8,12 +8,18 @@ through an arithmetic unit and every bit (NaN payloads, -0.0, subnormals) stays.
 
 A behaviour model is a sequence of named steps. *Transforms* change the table
 or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``, ``bool_as_int``,
-``narrow_to_int32``, ``cast_ids_to_int32``, ``x64_off``); *resolvers* claim some
-ids and say what comes back for them (``broadcast_single_row``,
-``wrap_negative``, ``fill_nan``, ``fill_zero``, ``clip``), the first to claim an
-id wins; *finishers* change the result (``canonicalize_bf16_nan``,
-``empty_table_returns_table``, ``one_hot_matmul``). Ids no resolver claims are
-resolved by the contract. The contract itself is the empty model ``()``.
+``narrow_to_int32``, ``cast_ids_to_int32``, ``cast_ids_to_int32_saturating``,
+``float_ids_via_float32``, ``x64_off``, ``bf16_nan_as_ffff``, ``table_rows_fit_ids_dtype``);
+*resolvers* claim some ids and say what comes back for them (``broadcast_single_row``,
+``wrap_negative``, ``wrap_negative_in_id_dtype``, ``fill_nan``, ``fill_zero``,
+``clip``), the first to claim an id wins; *finishers* change the result
+(``canonicalize_bf16_nan``, ``empty_table_returns_table``, ``one_hot_matmul``). Ids no
+resolver claims are resolved by the contract. The contract itself is the empty model ``()``.
+
+Float ids meet two casts to int32 in the wild: C's (TensorFlow's and torch's CPU
+kernels: a value int32 cannot hold, NaN and infinities included, becomes INT_MIN, the
+x86 "integer indefinite") and XLA's (saturating: clamped to [INT_MIN, INT_MAX], NaN
+becomes 0). Both truncate toward zero otherwise.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .contract import INT_DTYPES, InvalidIds, InvalidTable, OutOfRange
+from .contract import INT_DTYPES, InvalidIds, InvalidTable, LookupFailure, OutOfRange
 
 Model = Sequence[str]
 CONTRACT: Model = ()
@@ -62,25 +68,84 @@ def _narrow_to_int32(table, ids):
     return table, ids
 
 
-def _cast_ids_to_int32(table, ids):
-    # Keras: ids of any dtype but int32/int64 are cast to int32 (floats truncate,
-    # bools become 0/1, uint32/uint64 wrap); int64 is left alone
+_INT32 = np.iinfo(np.int32)
+
+
+def _float_to_int32(ids: np.ndarray, saturating: bool) -> np.ndarray:
+    """A float -> int32 cast: truncation toward zero; what int32 cannot hold (NaN and
+    infinities too) is INT_MIN (C on x86) or, ``saturating``, clamped with NaN -> 0 (XLA)."""
+    x = np.asarray(ids, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        t = np.trunc(x)
+        fits = (t >= _INT32.min) & (t <= _INT32.max)
+    out = np.full(x.shape, _INT32.min, dtype=np.int32)
+    out[fits] = t[fits].astype(np.int32)
+    if saturating:
+        out[~fits & (x > 0)] = _INT32.max
+        out[np.isnan(x)] = 0
+    return out
+
+
+def _cast_to_int32(ids, saturating: bool):
+    # Keras: ids of any dtype but int32/int64 are cast to int32 (floats truncate, bools
+    # become 0/1, uint32/uint64 wrap); int64 is left alone
     if ids.dtype.name in ("int32", "int64"):
-        return table, ids
+        return ids
     if ids.dtype.kind == "f":
-        return table, np.trunc(ids).astype(np.int64).astype(np.int32)
-    return table, ids.astype(np.int32)
+        return _float_to_int32(ids, saturating)
+    return ids.astype(np.int32)
+
+
+def _cast_ids_to_int32(table, ids):
+    return table, _cast_to_int32(ids, saturating=False)
+
+
+def _cast_ids_to_int32_saturating(table, ids):
+    return table, _cast_to_int32(ids, saturating=True)
+
+
+def _float_ids_via_float32(table, ids):
+    # a keras.Model autocasts float inputs to float32: float64 ids are rounded to
+    # float32 first (0.9999999999999999 becomes 1.0)
+    if ids.dtype == np.float64:
+        with np.errstate(over="ignore"):
+            return table, ids.astype(np.float32)
+    return table, ids
+
+
+def _bf16_nan_as_ffff(table, ids):
+    # a bfloat16 table carried through float32 and cast back with torch's conversion:
+    # every NaN, whatever its sign and payload, becomes 0xffff (a negative quiet NaN)
+    if table.dtype.name != "bfloat16":
+        return table, ids
+    bits = table.view(np.uint16).copy()
+    nan, _ = _bf16_classes(bits)
+    bits[nan] = 0xFFFF
+    return bits.view(table.dtype), ids
+
+
+def _table_rows_fit_ids_dtype(table, ids):
+    # a kernel indexing in the ids' own type refuses a table with more rows than that
+    # type can count (TensorFlow's GatherV2: "params.shape[0] too large for int16 indexing")
+    if ids.dtype.kind in "iu" and table.shape[0] > np.iinfo(ids.dtype).max:
+        raise LookupFailure(f"a table of {table.shape[0]} rows is too large for {ids.dtype} indexing")
+    return table, ids
 
 
 def _x64_off(table, ids):
     # JAX with jax_enable_x64 off (its default): int64 -> int32 and uint64 -> uint32
-    # (mod 2**32, keeping signedness), a float64 table -> float32 (round to nearest even)
+    # (mod 2**32, keeping signedness), float64 ids and a float64 table -> float32
+    # (round to nearest even)
     if ids.dtype == np.int64:
         ids = ids.astype(np.int32)
     elif ids.dtype == np.uint64:
         ids = ids.astype(np.uint32)
+    elif ids.dtype == np.float64:
+        with np.errstate(over="ignore"):
+            ids = ids.astype(np.float32)
     if table.dtype == np.float64:
-        table = table.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            table = table.astype(np.float32)
     return table, ids
 
 
@@ -104,8 +169,12 @@ TRANSFORMS = {
     "ids_via_table_dtype": _ids_via_table_dtype,
     "bool_as_int": _bool_as_int,
     "narrow_to_int32": _narrow_to_int32,
+    "float_ids_via_float32": _float_ids_via_float32,
     "cast_ids_to_int32": _cast_ids_to_int32,
+    "cast_ids_to_int32_saturating": _cast_ids_to_int32_saturating,
     "x64_off": _x64_off,
+    "bf16_nan_as_ffff": _bf16_nan_as_ffff,
+    "table_rows_fit_ids_dtype": _table_rows_fit_ids_dtype,
 }
 
 
@@ -115,6 +184,21 @@ def _wrap_negative(ids: np.ndarray, v: int):
     claimed = (ids < 0) & (ids >= -v)
     return claimed, np.where(claimed, ids + v, 0)
 
+
+def _wrap_in(dtype: np.dtype):
+    # jnp.take normalises a negative id as id + V computed in the ids' own dtype (V cast
+    # to it first): past the dtype's range the sum wraps (int8 -2 with V = 129 is
+    # -2 + (-127) = -129 -> 127, row 127); a result outside [0, V) is left unclaimed
+    def resolve(ids: np.ndarray, v: int):
+        if dtype.kind != "i":
+            return np.zeros(ids.shape, dtype=bool), np.zeros(ids.shape, dtype=np.int64)
+        bits = 8 * dtype.itemsize
+        wrapped_v = ((v + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))
+        total = (np.asarray(ids, dtype=object) + wrapped_v + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))
+        total = np.asarray(total, dtype=np.int64)
+        claimed = (ids < 0) & (total >= 0) & (total < v)
+        return claimed, np.where(claimed, total, 0)
+    return resolve
 
 def _fill(code: int):
     # an empty table has no row shape to fill from a gather: the lookup fails instead
@@ -132,6 +216,7 @@ def _clip(ids: np.ndarray, v: int):
 
 def _broadcast_single_row(ids: np.ndarray, v: int):
     # flax.nnx.Embed with one row broadcasts it instead of gathering: any id is row 0
+    # (and 0-d ids fail, and one broadcast element keeps its bits: see lookup())
     claimed = np.full(ids.shape, v == 1)
     return claimed, np.zeros(ids.shape, dtype=np.int64)
 
@@ -139,6 +224,7 @@ def _broadcast_single_row(ids: np.ndarray, v: int):
 RESOLVERS = {
     "broadcast_single_row": _broadcast_single_row,
     "wrap_negative": _wrap_negative,
+    "wrap_negative_in_id_dtype": None,  # built per ids dtype (_wrap_in)
     "fill_nan": _fill(FILL_NAN),
     "fill_zero": _fill(FILL_ZERO),
     "clip": _clip,
@@ -166,11 +252,12 @@ def _canonicalize_bf16_nan(table, ids, out):
 
 def _xla_bf16_via_f32(table, ids, out):
     # XLA on CPU moves bfloat16 through float32 for some gathers (a one-row table
-    # becomes a broadcast, a rank-1 table a dynamic slice; which shapes is a
-    # compiler choice, probed in notes/tensorflow.md), in code compiled to flush
-    # denormals: a subnormal comes back as a zero of its sign, a NaN either quiet
-    # with its payload or as the canonical 0x7fc0 with its sign. Those elements may
-    # come back as they were or as either of these; every other element bit-exact.
+    # becomes a broadcast, some shapes a dynamic slice: the compiler's choice) and
+    # converts back with the CPU's instruction where it has one (AVX512_BF16: a
+    # subnormal flushed to a zero of its sign, a NaN quieted keeping its payload) or in
+    # software (subnormals kept, every NaN the canonical 0x7fc0 with its sign). Those
+    # elements may come back as they were or as any of these; every other element
+    # bit-exact (adapters/cpu.py).
     if out.dtype.name != "bfloat16":
         return out
     bits = out.view(np.uint16)
@@ -233,12 +320,16 @@ def resolve(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT):
     lookup does."""
     table, ids = _transformed(table, ids, model)
     v = table.shape[0]
+    if "broadcast_single_row" in model and v == 1 and ids.ndim == 0:
+        # jnp.broadcast_to(row, ids.shape + (D,)) cannot drop the row's leading 1
+        raise LookupFailure("a one-row table is broadcast to ids.shape + row shape, which 0-d ids cannot take")
     wide = _as_int_ids(ids)
     plan = np.full(ids.shape, None, dtype=object)
     unclaimed = np.ones(ids.shape, dtype=bool)
     for step in model:
         if step in RESOLVERS:
-            claimed, rows = RESOLVERS[step](wide, v)
+            resolver = RESOLVERS[step] or _wrap_in(ids.dtype)
+            claimed, rows = resolver(wide, v)
             take = claimed & unclaimed
             plan[take] = np.asarray(rows, dtype=object)[take] if np.ndim(rows) else rows
             unclaimed &= ~take
@@ -264,6 +355,12 @@ def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.nd
         # row elements never runs it, so any id gives the (empty) row
         table, ids = _transformed(table, ids, model)
         return np.empty(ids.shape + table.shape[1:], dtype=table.dtype)
+    if "broadcast_single_row" in model and table.shape[0] == 1:
+        table, ids, _ = resolve(table, ids, model)  # the ids' dtype checked, 0-d ids refused
+        out = _gather(table, np.zeros(np.shape(ids), dtype=np.int64))
+        # one element moves as it is; a broadcast of more takes bfloat16 through float32
+        # in XLA's code, with the CPU's conversion (adapters/cpu.py)
+        return out if np.size(ids) == 1 else _xla_bf16_via_f32(table, ids, out)
     table, ids, plan = resolve(table, ids, model)
     out = _gather(table, plan)
     for step in model:

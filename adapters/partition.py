@@ -25,15 +25,22 @@ from .contract import STRATEGIES, InvalidIds, InvalidShards, OutOfRange
 #   from the shard as it is; a local row past the end of its shard is out_of_range.
 # tf_partition_route: TensorFlow's _embedding_lookup_and_transform. One shard: a
 #   plain lookup on it. Otherwise, in the ids' dtype with floor division: 'mod'
-#   routes id to shard id % P, row id // P; 'div' with q, r = divmod(N, P) to
+#   routes id to shard id % P, row id // P; 'div' with N summed in the ids' dtype
+#   (wrapping: 32768 rows are -32768 for int16 ids) and q, r = divmod(N, P) to
 #   p = max(id // (q + 1), (id - r) // q) (as int32, wrapping), row id % (q + 1)
 #   if p < r else (id - r) % q. Sizes are never checked; q == 0 under 'div' fails
-#   (integer division by zero: InvalidShards); a shard index outside [0, P) or a
-#   row past its shard's end is out_of_range; shards that disagree in row shape
-#   or dtype fail after routing (InvalidShards).
+#   (integer division by zero: InvalidShards); a shard index outside [0, P) is
+#   out_of_range; each shard then gathers its rows as the plain lookup does (under
+#   the plain lookup's model: a row past a shard's end is out_of_range, or clamped
+#   under `clip`); shards that disagree in row shape or dtype fail after routing
+#   (InvalidShards).
 # concat_shards: the plain lookup on the shards concatenated in order, sizes
 #   unchecked (an eager tf ShardedVariable converts itself to one tensor).
-MODELS = ("route_by_total", "tf_partition_route", "concat_shards")
+# xla_division_by_zero: with tf_partition_route, 'div' with fewer rows than shards
+#   (q == 0) does not fail under XLA, whose integer division by zero does not trap:
+#   the valid ids reach their rows (id i is shard i's one row); an id outside [0, N)
+#   kills the process there (no model: see suites/divergences/tensorflow.toml).
+MODELS = ("route_by_total", "tf_partition_route", "concat_shards", "xla_division_by_zero")
 
 
 def canonical_sizes(n: int, p: int) -> list[int]:
@@ -100,7 +107,7 @@ def lookup_sharded(shards: Sequence[np.ndarray], ids: np.ndarray, strategy: str,
     lookup's models (wrap_negative, ...) apply to the logical ids."""
     lookup_model = [m for m in model if m not in MODELS]
     if "tf_partition_route" in model:
-        return _tf_route(shards, ids, strategy, lookup_model)
+        return _tf_route(shards, ids, strategy, lookup_model, "xla_division_by_zero" in model)
     if "concat_shards" in model:
         _same_rows(shards)
         return oracle.lookup(np.concatenate(shards), ids, lookup_model)
@@ -137,7 +144,7 @@ def _same_rows(shards) -> None:
         raise InvalidShards("shards disagree in row shape or dtype")
 
 
-def _tf_route(shards, ids, strategy, lookup_model) -> np.ndarray:
+def _tf_route(shards, ids, strategy, lookup_model, xla_division: bool = False) -> np.ndarray:
     _check_strategy(strategy)
     ids = np.asarray(ids)
     p = len(shards)
@@ -149,30 +156,41 @@ def _tf_route(shards, ids, strategy, lookup_model) -> np.ndarray:
         _same_rows(shards)
         return np.empty(ids.shape + shards[0].shape[1:], dtype=shards[0].dtype)
     sizes = [s.shape[0] for s in shards]
-    n = sum(sizes)
-    i = ids.astype(ids.dtype)
-    with np.errstate(over="ignore", divide="ignore"):
+    i = ids.reshape(-1)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         if strategy == "mod":
             shard, local = i % p, i // p
         else:
-            q, r = divmod(n, p)
-            if q == 0:
+            # the sizes are summed in the ids' own dtype: 32768 rows are -32768 in int16
+            n = np.array(sum(sizes)).astype(ids.dtype)
+            q, r = n // ids.dtype.type(p), n % ids.dtype.type(p)
+            if q == 0 and xla_division:
+                if ((i < 0) | (i >= n)).any():
+                    raise OutOfRange(f"an id outside [0, {n}) with fewer rows than shards (the process dies)")
+                big, local = i.astype(np.int64), np.zeros(i.shape, dtype=np.int64)
+            elif q == 0:
                 raise InvalidShards(f"'div' with fewer rows ({n}) than shards ({p}): integer division by zero")
-            big = np.maximum(i // (q + 1), (i - r) // q)
-            local = np.where(big < r, i % (q + 1), (i - r) % q)
+            else:
+                big = np.maximum(i // (q + ids.dtype.type(1)), (i - r) // q)
+                local = np.where(big < r, i % (q + ids.dtype.type(1)), (i - r) % q)
             shard = big.astype(np.int64).astype(np.int32)  # TF casts the partition index to int32
-    shard, local = shard.astype(np.int64).reshape(-1), local.astype(np.int64).reshape(-1)
-    for s_, l_ in zip(shard, local):
-        if not 0 <= s_ < p:
-            raise OutOfRange(f"id routes to shard {s_}, outside [0, {p})")
-        if not 0 <= l_ < sizes[s_]:
-            raise OutOfRange(f"id routes to row {l_} of shard {s_}, which holds {sizes[s_]} rows")
+    shard = shard.astype(np.int64)
+    outside = (shard < 0) | (shard >= p)
+    if outside.any():
+        raise OutOfRange(f"id {i[outside][0]} routes to shard {shard[outside][0]}, outside [0, {p})")
     _same_rows(shards)
     first = shards[0]
-    out = np.empty((shard.size, *first.shape[1:]), dtype=first.dtype)
-    for k, (s_, l_) in enumerate(zip(shard, local)):
-        out[k] = shards[s_][l_]
-    return out.reshape(ids.shape + first.shape[1:])
+    out = np.empty((i.size, *first.shape[1:]), dtype=first.dtype)
+    gather_model = [m for m in lookup_model if m not in oracle.FINISHERS]
+    for s_ in range(p):  # each shard gathers its local ids under the plain lookup's model
+        mine = shard == s_
+        if mine.any():
+            out[mine] = oracle.lookup(shards[s_], local[mine].astype(ids.dtype), gather_model)
+    out = out.reshape(ids.shape + first.shape[1:])
+    for step in lookup_model:  # what the model does to a result (bits), to the whole one
+        if step in oracle.FINISHERS:
+            out = oracle.FINISHERS[step](np.concatenate(shards), ids, out)
+    return out
 
 
 def _check_strategy(strategy: str) -> None:

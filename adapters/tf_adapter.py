@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import cpu
 from .contract import (FLOAT_DTYPES, Capabilities, Description, InvalidIds, InvalidShards, InvalidTable, LookupFailure,
                        OutOfRange)
 
@@ -125,6 +126,10 @@ def translate(exc: BaseException, ids_dtype: np.dtype | None, sharded: bool = Fa
     if "Gather dimension 0 is of size zero" in msg:
         # XLA (TF 2.16): gathering any id from a table with no rows is refused at compile time
         return OutOfRange(msg)
+    if "too large for int16 indexing" in msg:
+        # GatherV2 indexes in the ids' own type and refuses a table with more rows than
+        # int16 counts, valid ids or not: a framework failure of no contract kind
+        return LookupFailure(msg)
     if ids_dtype is not None:
         names = {ids_dtype.name, _C_NAMES.get(ids_dtype.name, ids_dtype.name)}
         for pattern in _DTYPE_NAMED:
@@ -135,6 +140,11 @@ def translate(exc: BaseException, ids_dtype: np.dtype | None, sharded: bool = Fa
         return InvalidTable(msg)
     if sharded and any(p in msg for p in _SHARDS):
         return InvalidShards(msg)
+    if sharded and ("not all indices are used" in msg or "Input to reshape is a tensor with" in msg):
+        # XLA's DynamicPartition drops an id routed to a shard outside [0, P) (where the
+        # CPU kernel raises "partitions[k] = p is not in [0, P)"): DynamicStitch then
+        # finds a result slot no shard filled, or the final reshape a row too few
+        return OutOfRange(msg)
     return None
 
 
@@ -175,6 +185,10 @@ class TFEmbedding:
         for method in ("lookup_sharded", "grad", "lookup_with_state", "lookup_loaded"):
             if method not in variant.methods:
                 setattr(self, method, None)  # not applicable: callable(None) is False
+
+    def environment(self) -> dict[str, int]:
+        # XLA's bfloat16 conversions follow the CPU (adapters/cpu.py)
+        return cpu.facts()
 
     # -- calling TensorFlow
 
@@ -472,9 +486,10 @@ def describe(name: str) -> Description:
     return Description(v.methods, v.capabilities)
 
 
-def classify(exc: BaseException, ids_dtype: np.dtype | None = None, sharded: bool = False) -> LookupFailure | None:
-    """The contract failure a TensorFlow exception stands for (a snippet's replay uses it)."""
-    return translate(exc, ids_dtype, sharded)
+def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:
+    """The contract failure a TensorFlow exception stands for (a snippet's replay uses
+    it), given the ids the call was handed (their dtype names an InvalidIds)."""
+    return translate(exc, np.asarray(ids).dtype if isinstance(ids, np.ndarray) else None, sharded)
 
 
 def embedding_lookup() -> TFEmbedding:

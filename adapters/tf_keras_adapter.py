@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from . import cpu
 from .contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidIds, InvalidTable, OutOfRange
 
 _OUT_OF_RANGE = re.compile(r"indices(\[[\d,]*\])? = -?\d+ is not in \[0, \d+\)")
@@ -91,6 +92,10 @@ class TfKerasEmbedding:
         self._layers: dict[tuple, object] = {}
         if one_hot:
             self.lookup_loaded = None  # table.load is the plain layer's clause
+
+    def environment(self) -> dict[str, int]:
+        # XLA's bfloat16 conversions follow the CPU (adapters/cpu.py)
+        return cpu.facts()
 
     # --- framework objects ------------------------------------------------------
 
@@ -217,10 +222,11 @@ def describe(name: str) -> Description:
     return Description(methods, capabilities(one_hot))
 
 
-def classify(exc: BaseException, one_hot: bool = False) -> BaseException | None:
-    """The contract failure a tf_keras exception stands for (a snippet's replay uses it)."""
+def classify(exc: BaseException, ids=None, sharded: bool = False) -> BaseException | None:
+    """The contract failure a tf_keras exception stands for (a snippet's replay uses
+    it); MatMul's rank error can only come from the [one_hot] variant."""
     adapter = TfKerasEmbedding.__new__(TfKerasEmbedding)
-    adapter._tf, adapter.one_hot = _import_tf()[0], one_hot
+    adapter._tf, adapter.one_hot = _import_tf()[0], True
     return adapter._translate(exc)
 
 

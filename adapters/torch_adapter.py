@@ -560,7 +560,7 @@ def describe(name: str) -> Description:
     return Description(methods_of(cls), cls.capabilities)
 
 
-def classify(exc: BaseException) -> LookupFailure | None:
+def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:
     """The contract failure a torch exception stands for (a snippet's replay uses it)."""
     return _failure(exc)
 

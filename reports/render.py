@@ -18,12 +18,13 @@ from typing import Any, Sequence
 import jinja2
 
 from .merge import Matrix, build_matrix, merge_runs
-from .results import FAILING, LABELS, MEANINGS, PASSING, STATUSES, SYMBOLS, Run, read_run
+from .results import FAILING, LABELS, MEANINGS, PASSING, STATUSES, SYMBOLS, Run, acknowledged, gate_failing, read_run
 
 TEMPLATES = Path(__file__).with_name("templates")
 PAGE = "page.html.j2"
 _CELL_PX = 28  # the width of a matrix cell in the stylesheet
-_DETAIL_KEYS = ("example", "expected", "actual", "detail", "reason", "snippet", "divergence", "source", "examples",
+_DETAIL_KEYS = ("example", "expected", "actual", "detail", "reason", "snippet", "divergence", "acknowledged", "source",
+                "examples",
                 "seconds", "found_by", "divergence_set_aside", "environment")
 
 
@@ -93,6 +94,7 @@ def page_context(run: Run) -> dict[str, Any]:
     changed_cells |= changed_groups
 
     counts = {s: 0 for s in STATUSES}
+    acks = 0
     missing = 0
     families: list[dict[str, Any]] = []
     changed_rows = m.changed_rows()
@@ -106,14 +108,17 @@ def page_context(run: Run) -> dict[str, Any]:
                 continue
             s = rec["status"]
             counts[s] += 1
-            cells.append((f"s-{s} g" if (ri, ci) in changed_cells else f"s-{s}", SYMBOLS[s]))
+            ack = acknowledged(rec)
+            acks += ack
+            cls = f"s-{s}" + (" ack" if ack else "") + (" g" if (ri, ci) in changed_cells else "")
+            cells.append((cls, SYMBOLS[s]))
         if not families or families[-1]["name"] != clause["family"]:
             families.append({"name": clause["family"], "rows": []})
         families[-1]["rows"].append({"index": ri, "id": clause["id"], "statement": clause.get("statement", ""),
                                      "changed": ri in changed_rows, "cells": cells})
 
     fw_groups, ad_groups = _header_groups(m)
-    failing = sum(counts[s] for s in FAILING)
+    failing = sum(1 for rec in m.cells.values() if gate_failing(rec))
     total = sum(counts.values())
     runs = meta.get("runs") or []
     incomplete = [r.get("source", "") for r in runs if not r.get("complete", True)]
@@ -140,10 +145,14 @@ def page_context(run: Run) -> dict[str, Any]:
         "incomplete": incomplete,
         "omitted": m.omitted,
         "statuses": [{"name": s, "symbol": SYMBOLS[s], "label": LABELS[s], "meaning": MEANINGS[s],
-                      "count": counts[s], "passes": s in PASSING} for s in STATUSES],
+                      "count": counts[s], "passes": s in PASSING,
+                      "acknowledged": acks if s == "violates" else 0} for s in STATUSES],
         "total": total,
         "failing": failing,
-        "failing_counts": [(s, counts[s]) for s in STATUSES if s in FAILING and counts[s]],
+        "failing_counts": [(s, counts[s] - (acks if s == "violates" else 0)) for s in STATUSES
+                           if s in FAILING and counts[s] - (acks if s == "violates" else 0)],
+        "acknowledged": acks,
+        "diverging": counts["diverges"],
         "missing": missing,
         "columns": m.columns,
         "ncols": ncols,

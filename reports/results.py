@@ -50,7 +50,8 @@ LABELS = {
 MEANINGS = {
     "conforms": "meets the contract: no counterexample found",
     "diverges": "departs from the contract exactly as its declared divergence says",
-    "violates": "departs from the contract, and from any declared behaviour model",
+    "violates": "departs from the contract, and from any declared behaviour model (acknowledged: a known "
+                "departure no exact model expresses, written up with its reference)",
     "stale": "a declared divergence no longer matches what the framework does",
     "not_applicable": "the adapter lacks the capability this clause needs",
     "unavailable": "the framework is not installed in this run",
@@ -223,9 +224,20 @@ def versions_key(versions: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 def outcome(rec: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """What a change between versions is judged on: the status and the behaviour model."""
+    """What a change between versions is judged on: the status and the behaviour model
+    (an acknowledged violation counts as the model "acknowledged")."""
     div = rec.get("divergence") or {}
-    return rec["status"], tuple(div.get("model") or ())
+    return rec["status"], tuple(div.get("model") or ()) + (("acknowledged",) if rec.get("acknowledged") else ())
+
+
+def acknowledged(rec: dict[str, Any]) -> bool:
+    """A violation written up as known (an acknowledged violation): red, not a gate failure."""
+    return rec["status"] == "violates" and bool(rec.get("acknowledged"))
+
+
+def gate_failing(rec: dict[str, Any]) -> bool:
+    """Whether a record fails the suite's gate: violates (unless acknowledged), stale, error."""
+    return rec["status"] in FAILING and not acknowledged(rec)
 
 
 def _check_record(rec: dict[str, Any], path: Path, n: int) -> None:
@@ -266,6 +278,12 @@ def _check_record(rec: dict[str, Any], path: Path, n: int) -> None:
         for key in ("reference", "note"):
             if div.get(key) is not None and not isinstance(div[key], str):
                 raise fail(f"divergence.{key} must be a string, got {_kind(div[key])}")
+    ack = rec.get("acknowledged")
+    if ack is not None:
+        if not isinstance(ack, dict) or not isinstance(ack.get("reference"), str) or not ack["reference"].strip():
+            raise fail("key 'acknowledged' must be an object with a non-empty string 'reference', or null")
+        if ack.get("versions") is not None and _versions_problem(ack["versions"]):
+            raise fail(f"acknowledged.versions {_versions_problem(ack['versions'])}")
     rec["family"] = rec.get("family") or rec["clause"].split(".")[0]
 
 

@@ -9,6 +9,8 @@ This module runs in whichever process hosts the adapter; it returns plain dicts.
 from __future__ import annotations
 
 import copy
+import inspect
+import pickle
 import time
 import traceback
 from typing import Any, Sequence
@@ -18,7 +20,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 from hypothesis import seed as hyp_seed
 from hypothesis.errors import FlakyFailure, FlakyStrategyDefinition, HypothesisException
 
-from adapters.contract import LookupFailure, capabilities_of, environment_of, methods_of
+from adapters.contract import Capabilities, LookupFailure, capabilities_of, environment_of, methods_of
 
 from .assertions import Outcome, invoke
 from .catalogue import Clause
@@ -84,9 +86,13 @@ def observe(adapter: Any, clause: Clause, args: dict[str, Any]) -> Outcome:
 class Search:
     """Hypothesis search for an input where the adapter departs from ``model``."""
 
-    def __init__(self, adapter: Any, clause: Clause, cfg: settings, seed: int | None, witness: dict | None = None):
+    def __init__(self, adapter: Any, clause: Clause, cfg: settings, seed: int | None, witness: dict | None = None,
+                 journal: str | None = None):
         self.adapter, self.clause, self.cfg, self.seed = adapter, clause, cfg, seed
         self.witness = witness
+        # a file each example is written to before the adapter sees it: if the call kills
+        # the process, the input that did it survives (suites.hosts replays a crashed check so)
+        self.journal = open(journal, "wb") if journal else None
         self.examples = 0
         self.caps = capabilities_of(adapter)
         # where the time goes: the adapter's call, and the oracle plus comparison;
@@ -99,6 +105,11 @@ class Search:
             self.examples += 1
             ids = args.get("ids")
             self.ids += ids.size if isinstance(ids, np.ndarray) else 0
+            if self.journal is not None:
+                self.journal.seek(0)
+                self.journal.truncate()
+                pickle.dump(args, self.journal)
+                self.journal.flush()
             t0 = time.perf_counter()
             actual = observe(self.adapter, self.clause, args)
             t1 = time.perf_counter()
@@ -139,7 +150,7 @@ def diagnose(adapter: Any, clause: Clause, found: Counterexample) -> str:
 
 
 def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, divergence: Any | None,
-              run_seed: int = 0) -> dict:
+              run_seed: int = 0, journal: str | None = None) -> dict:
     """Status and evidence of one check, as the fields of a results record."""
     start = time.perf_counter()
     rec: dict[str, Any] = {}
@@ -160,7 +171,9 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
             divergence = None
     cfg = hypothesis_settings(profile)
     witness = divergence.witness_args() if divergence is not None else None
-    search = Search(adapter, clause, cfg, seed, witness)
+    if witness is not None and not _takes(getattr(adapter, clause.method), witness):
+        witness = None  # a declaration's witness for its other clauses (no upstream, no load path)
+    search = Search(adapter, clause, cfg, seed, witness, journal)
     strategy = clause.cases(caps, make_pool(caps, POOL_SIZES[profile], 0 if cfg.derandomize else run_seed))
     try:
         found = search.run(strategy, ())
@@ -194,20 +207,46 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
     except Exception as exc:  # the suite itself broke: say where
         tb = traceback.format_exc(limit=-3)
         rec.update(status="error", reason=f"suite error {type(exc).__name__}: {exc}", detail=tb[-1500:])
+    if search.journal is not None:
+        search.journal.close()
     rec["examples"] = search.examples
     rec["seconds"] = round(time.perf_counter() - start, 4)
     rec["timing"] = {"call": round(search.t_call, 4), "check": round(search.t_check, 4), "ids": search.ids}
     return rec
 
 
-def _evidence(adapter: Any, clause: Clause, found: Counterexample) -> dict[str, Any]:
-    snippet = None
+def _takes(method: Any, args: dict[str, Any]) -> bool:
+    """Whether ``args`` are exactly a call of ``method``: every required parameter, no other."""
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return True
+    required = {n for n, p in params.items() if p.default is inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return required <= set(args) <= set(params)
+
+
+def snippet_of(adapter: Any, method: str, inputs: dict[str, Any]) -> str | None:
     make = getattr(adapter, "snippet", None)
-    if callable(make):
-        try:
-            snippet = make(clause.method, args_source(found.inputs))
-        except Exception as exc:  # a broken snippet must not hide the finding
-            snippet = f"# the adapter could not write a snippet: {type(exc).__name__}: {exc}"
+    if not callable(make):
+        return None
+    try:
+        return make(method, args_source(inputs))
+    except Exception as exc:  # a broken snippet must not hide the finding
+        return f"# the adapter could not write a snippet: {type(exc).__name__}: {exc}"
+
+
+def crash_record(clause: Clause, inputs: dict[str, Any], caps, what: str, snippet: str | None) -> dict[str, Any]:
+    """The record of a check whose adapter killed its process on ``inputs`` (read back
+    from the journal): a departure no model can follow, with the input that did it."""
+    expected = expected_outcome(clause, inputs, (), caps or Capabilities())
+    return {"status": "violates", "found_by": "search", "example": example_source(inputs),
+            "expected": expected.describe(), "actual": what, "observed": {"crash": what}, "snippet": snippet,
+            "detail": f"expected {expected.failure or 'rows'}, but {what} (not shrunk: the process died)"}
+
+
+def _evidence(adapter: Any, clause: Clause, found: Counterexample) -> dict[str, Any]:
+    snippet = snippet_of(adapter, clause.method, found.inputs)
     return {
         "example": example_source(found.inputs),
         "expected": found.expected.describe(),
@@ -218,13 +257,19 @@ def _evidence(adapter: Any, clause: Clause, found: Counterexample) -> dict[str, 
 
 
 def observed(outcome: Outcome) -> dict[str, Any]:
-    """What came back, machine-readable, so a snippet's run can be compared to it:
-    the failure kind, or the first array's dtype, shape and bytes."""
+    """What came back, machine-readable, so a snippet's run can be compared to it: the
+    failure kind, or each part of the result (``parts``: an array's dtype, shape and
+    bytes, or a failure kind) with the first part's keys at the top as well."""
     if outcome.crash:
         return {"crash": outcome.crash}
     if outcome.failure:
         return {"failure": outcome.failure}
-    value = outcome.value[0] if isinstance(outcome.value, tuple) else outcome.value
+    parts = [observed_part(v) for v in (outcome.value if isinstance(outcome.value, tuple) else (outcome.value,))]
+    return {**parts[0], "parts": parts}
+
+
+def observed_part(value: Any) -> dict[str, Any]:
+    """One part of a result: ``{failure}`` or ``{dtype, shape, hex}`` (no bytes past 64 KiB)."""
     if isinstance(value, LookupFailure):
         return {"failure": value.kind}
     if value.nbytes > 65536:

@@ -4,6 +4,12 @@ process imports only its framework, and one that crashes or hangs costs only its
 own checks (status ``error``); the next check starts a fresh worker. The numpy
 oracle and third-party adapters run in the pytest process.
 
+A worker that dies during a check (a framework's abort or segfault) is not the end
+of it: the check is replayed in a fresh worker that writes each example to a journal
+file before the adapter sees it; if that worker dies too, the last example journaled
+is the input that killed it, and the check ``violates`` with it (not shrunk), its
+snippet written by a third worker. One that hangs is stopped (``error``).
+
 A worker's checks can also be submitted ahead (``submit``): a thread per worker
 feeds them to it in order, and slots shared by all workers bound how many compute
 at once, so one pytest process keeps every core busy; a freed slot goes to the
@@ -13,12 +19,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import queue
 import sys
+import tempfile
 import threading
 import traceback
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from adapters import registry
@@ -35,12 +43,22 @@ class Job:
     seed: int | None  # this check's seed (None: derandomized)
     divergence: Any | None
     run_seed: int = 0  # the run's seed, which draws the signature pool every check of the run shares
+    journal: str | None = None  # a crashed check's replay: where each example is written first
 
 
-def run_job(adapter: Any, job: Job) -> dict:
+@dataclass(frozen=True)
+class SnippetJob:
+    """Ask a worker for an adapter's reproduction snippet of one call."""
+    method: str
+    inputs: dict
+
+
+def run_job(adapter: Any, job: Job | SnippetJob) -> dict:
+    if isinstance(job, SnippetJob):
+        return {"snippet": engine.snippet_of(adapter, job.method, job.inputs)}
     clause = load_all()[job.clause]
     rec = engine.run_check(adapter, clause, profile=job.profile, seed=job.seed, divergence=job.divergence,
-                           run_seed=job.run_seed)
+                           run_seed=job.run_seed, journal=job.journal)
     caps = getattr(adapter, "capabilities", None)
     rec["device"] = getattr(caps, "device", "cpu")
     return rec
@@ -193,7 +211,42 @@ class WorkerHost:
         child.close()
         self.conn = parent
 
-    def run_spec(self, spec: str, job: Job) -> dict:
+    def run_spec(self, spec: str, job: Job | SnippetJob) -> dict:
+        rec = self._ask(spec, job)
+        died = rec.pop("_died", None)
+        if died is None or not isinstance(job, Job) or job.journal is not None:
+            return rec
+        # the framework killed its process: replay the check, each example journaled first
+        fd, journal = tempfile.mkstemp(prefix="conformance-journal-", suffix=".pickle")
+        os.close(fd)
+        try:
+            again = self._ask(spec, replace(job, journal=journal))
+            died_again = again.pop("_died", None)
+            if died_again is None:  # it did not die twice: say so beside what the replay found
+                again["detail"] = (f"the first attempt's worker died (exit code {died}); the replay did not. "
+                                   + (again.get("detail") or ""))
+                return again
+            return self._crash_record(spec, job, journal, died_again)
+        finally:
+            os.unlink(journal)
+
+    def _crash_record(self, spec: str, job: Job, journal: str, code) -> dict:
+        clause = load_all()[job.clause]
+        try:
+            with open(journal, "rb") as f:
+                inputs = pickle.load(f)
+        except Exception:  # nothing journaled: it died before any example
+            return {"status": "error", "reason": f"the {self.group} worker process died (exit code {code}) before its "
+                                                 f"first example, twice; the next check starts a new one"}
+        name = {"-6": "SIGABRT", "-11": "SIGSEGV", "-9": "SIGKILL", "-4": "SIGILL"}.get(str(code), "")
+        what = f"the {self.group} worker process died (exit code {code}{', ' + name if name else ''}) on this input"
+        builtin = next((b for b in registry.BUILTINS if b.factory == spec), None)
+        caps = builtin.describe().capabilities if builtin is not None else None
+        snippet = self._ask(spec, SnippetJob(clause.method, inputs)).get("snippet")
+        return engine.crash_record(clause, inputs, caps, what, snippet)
+
+    def _ask(self, spec: str, job: Job | SnippetJob) -> dict:
+        """One request to the worker (started if need be); a death is ``{"_died": exit code}``."""
         if self.proc is None or not self.proc.is_alive():
             self._start()
         try:
@@ -210,8 +263,9 @@ class WorkerHost:
                 self.proc.join(5)
                 code = self.proc.exitcode
             self._kill()
-            return {"status": "error", "reason": f"the {self.group} worker process died (exit code {code}) during this "
-                                                 f"check; the next check starts a new one"}
+            return {"status": "error", "_died": code,
+                    "reason": f"the {self.group} worker process died (exit code {code}) during this check; the next "
+                              f"check starts a new one"}
 
     def backlog(self) -> int:
         """Work left: the checks queued, and the one waiting for a slot. Counted, not

@@ -88,7 +88,10 @@ def _loaded(draw, lookups, paths):
     applicable=lambda caps, adapter: None if caps.load_paths else "the adapter declares no load_paths",
 )
 def load_cases(caps, pool):
-    return _loaded(lookup_args(caps, pool, v_min=1), tuple(caps.load_paths))
+    # the clause is about the table's bits: ids of the dtypes every API takes (a variable's
+    # read, ResourceGather, takes int32 and int64 only)
+    int32_64 = tuple(d for d in caps.id_dtypes if d in ("int32", "int64")) or None
+    return _loaded(lookup_args(caps, pool, v_min=1, id_dtypes=int32_64), tuple(caps.load_paths))
 
 
 def test_clause(check):

@@ -141,12 +141,17 @@ def _max_norm_oracle(a, model, caps):
     untouched = (oracle.lookup(a["table"], a["ids"], lookup_model) if isinstance(out, np.ndarray) else None,
                  a["table"])
     rtol = training.max_norm_tolerance(a["table"])
+    # clip_by_norm multiplies and divides every looked-up row, short ones too: each of
+    # their elements went through arithmetic
+    every_row = "clip_by_norm_tf" in model and a["max_norm"] is not None
     bounded = []
-    for value, before in zip((out, after), untouched):
+    for k, (value, before) in enumerate(zip((out, after), untouched)):
         if isinstance(value, np.ndarray):
             # elements left alone must be bit-exact; rescaled ones within the formula's rounding
             v64 = value.astype(np.float64)
             changed = ~((v64 == before.astype(np.float64)) | (np.isnan(v64) & np.isnan(before.astype(np.float64))))
+            if every_row and k == 0:
+                changed |= np.isfinite(v64)
             value = training.bounded(value, np.where(changed, rtol * np.abs(v64), 0.0))
         bounded.append(value)
     return tuple(bounded)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from adapters import registry
@@ -200,13 +201,27 @@ def _job():
     return Job("shape.output", "ci", None, None)
 
 
-def test_a_crashing_worker_is_an_error_and_the_next_check_runs():
+def test_a_crashing_worker_is_a_violation_with_its_input_and_the_next_check_runs():
     host = WorkerHost("edge", {}, timeout=120)
     try:
         rec = host.run_spec("tests.planted.edges:Crashes", _job())
-        assert rec["status"] == "error" and "died (exit code 3)" in rec["reason"]
+        assert rec["status"] == "violates" and "died (exit code 3)" in rec["actual"], rec
+        assert rec["example"].startswith("table = ") and "ids = " in rec["example"]
         rec = host.run_spec("tests.planted.edges:Correct", _job())
         assert rec["status"] == "conforms"
+    finally:
+        host.close()
+
+
+def test_a_crash_on_one_input_is_reported_with_that_input():
+    # the worker dies on negative ids only: the replay's journal holds the one that did it
+    host = WorkerHost("edge", {}, timeout=120)
+    try:
+        rec = host.run_spec("tests.planted.edges:CrashesOnNegativeIds", Job("ids.negative", "ci", None, None))
+        assert rec["status"] == "violates" and "SIGABRT" in rec["actual"], rec
+        ns = {"np": np}
+        exec(rec["example"], ns)
+        assert (ns["ids"] < 0).any() and "expected out_of_range" in rec["detail"]
     finally:
         host.close()
 

@@ -31,6 +31,17 @@ class Crashes:
         os._exit(3)  # the process dies, as a segfaulting kernel would
 
 
+class CrashesOnNegativeIds:
+    """Aborts the process on a negative id, as a kernel's failed assertion does."""
+    name = "edge.crashes_on_negative"
+    framework = "numpy"
+
+    def lookup(self, table, ids):
+        if ids.size and ids.dtype.kind == "i" and (ids < 0).any():
+            os.abort()
+        return oracle.lookup(table, ids)
+
+
 class Hangs:
     name = "edge.hangs"
     framework = "numpy"

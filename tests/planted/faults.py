@@ -1,6 +1,9 @@
 """Planted faults: third-party adapters, each carrying one realistic bug, plugged
 in through the public --adapter option exactly as a user's adapter would be.
-``breaks`` names the clause that must report ``violates`` for it.
+``breaks`` names the clause (or clauses, a tuple) that must report ``violates`` for
+it; ``declared`` faults follow a behaviour model declared for them in
+tests/planted/expectations.toml, on some inputs only, and must be reported
+``violates`` all the same.
 
 Each starts from a correct NumPy lookup (validate, then gather) and changes one
 thing, the way real implementations go wrong."""
@@ -9,12 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from adapters import oracle, partition, training
-from adapters.contract import InvalidIds, InvalidShards, OutOfRange
+from adapters.contract import Capabilities, InvalidIds, InvalidShards, OutOfRange
 
 
 class Planted:
     framework = "numpy"
-    breaks = ""
+    breaks: str | tuple[str, ...] = ""
+    declared = False  # a behaviour model is declared for it (tests/planted/expectations.toml)
 
     @property
     def name(self) -> str:
@@ -93,7 +97,7 @@ class OffByOneBound(Planted):
 
 class LastRowOffByOne(Planted):
     """Reads row V-2 for id V-1 (a fencepost in a tiled kernel's last tile)."""
-    breaks = "rows.exact"
+    breaks = ("rows.exact", "seed.e1", "onehot.equivalence")
 
     def lookup(self, table, ids):
         out = oracle.lookup(table, ids)
@@ -233,7 +237,7 @@ class DowncastsDouble(Planted):
 
 class FlattensScalarIds(Planted):
     """Treats 0-d ids as shape (1,): one row too many dimensions."""
-    breaks = "shape.output"
+    breaks = ("shape.output", "seed.e2")
 
     def lookup(self, table, ids):
         return oracle.lookup(table, np.atleast_1d(ids))
@@ -289,7 +293,7 @@ class ShardedBase(Planted):
 
 class SwapsModAndDiv(ShardedBase):
     """Routes 'mod' as 'div' and 'div' as 'mod'."""
-    breaks = "partition.mod"
+    breaks = ("partition.mod", "seed.e4")
 
     def lookup_sharded(self, shards, ids, strategy):
         return partition.lookup_sharded(shards, ids, {"mod": "div", "div": "mod"}[strategy])
@@ -398,6 +402,272 @@ class StepsTheTable(Planted):
         return g
 
 
+class GradIgnoresOutOfRange(Planted):
+    """A backward pass that skips ids it cannot place instead of failing like the lookup."""
+    breaks = "grad.out_of_range"
+
+    def grad(self, table, ids, upstream):
+        keep = (ids.astype(np.int64) >= 0) & (ids.astype(np.int64) < table.shape[0])
+        rows = np.where(keep, ids.astype(np.int64), -1).reshape(-1)
+        g = np.zeros(table.shape, dtype=np.float64)
+        up = upstream.astype(np.float64).reshape((rows.size, *table.shape[1:]))
+        np.add.at(g, rows[rows >= 0], up[rows >= 0])
+        return g.astype(table.dtype)
+
+
+class PaddingRowLearns(Planted):
+    """padding_idx forgotten in the backward pass: the padding row gets its gradient."""
+    breaks = "padding.row"
+
+    def grad_padded(self, table, ids, upstream, padding_idx):
+        return oracle.lookup(table, ids), np.asarray(training.grad(table, ids, upstream))
+
+
+class ScalesByBatchSize(Planted):
+    """scale_grad_by_freq divides every contribution by the number of ids, not by its id's count."""
+    breaks = "grad.scale_by_freq"
+
+    def grad_scaled(self, table, ids, upstream):
+        up = upstream.astype(np.float64) / max(ids.size, 1)
+        return np.asarray(training.grad(table, ids, up.astype(upstream.dtype)))
+
+
+class _NormBase(Planted):
+    def lookup_with_state(self, table, ids, max_norm=None):
+        return training.lookup_with_state(table, ids, max_norm)
+
+
+class RenormsEveryRow(_NormBase):
+    """max_norm scales every looked-up row to norm m, short rows stretched too."""
+    breaks = "max_norm.output"
+
+    def lookup_with_state(self, table, ids, max_norm=None):
+        out, after = training.lookup_with_state(table, ids, max_norm)
+        if max_norm is None or not isinstance(out, np.ndarray) or not out.size:
+            return out, after
+        x = out.astype(np.float64).reshape(out.shape[:ids.ndim] + (-1,))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            norm = np.sqrt((x * x).sum(-1, keepdims=True))
+            y = np.where(np.isfinite(norm) & (norm > 0), x * max_norm / norm, x)
+        return y.reshape(out.shape).astype(out.dtype), after
+
+
+class RenormsInPlace(_NormBase):
+    """max_norm writes the renormalised rows into the table it reads (torch's way, undeclared)."""
+    breaks = "max_norm.side_effect"
+
+    def lookup_with_state(self, table, ids, max_norm=None):
+        return training.lookup_with_state(table, ids, max_norm, ["renorm_in_place"])
+
+
+class RenormsBeforeChecking(_NormBase):
+    """Renormalises the rows of the valid ids before it finds the invalid one, then fails."""
+    breaks = "lookup.atomic"
+
+    def lookup_with_state(self, table, ids, max_norm=None):
+        return training.lookup_with_state(table, ids, max_norm, ["renorm_in_place", "renorm_before_check"])
+
+
+class MasksOnes(Planted):
+    """mask_zero compares the ids with 1 instead of 0."""
+    breaks = "mask.zero"
+
+    def lookup_mask_zero(self, table, ids):
+        return oracle.lookup(table, ids), np.asarray(np.asarray(ids) != 1)
+
+
+class LoadsThroughFloat32(Planted):
+    """One of its documented load paths carries the table through float32 (NaN payloads
+    quieted, bfloat16 NaNs made canonical); the other keeps every bit."""
+    breaks = "table.load"
+    capabilities = Capabilities(load_paths=("exact", "via_float32"))
+
+    def lookup_loaded(self, table, ids, path):
+        if path == "via_float32" and table.dtype.itemsize <= 4:
+            with np.errstate(invalid="ignore", over="ignore"):
+                table = table.astype(np.float32).astype(table.dtype)
+        return oracle.lookup(table, ids)
+
+
+class SqueezesUnitBatch(Planted):
+    """Drops a leading batch dimension of size 1 from the ids, as a squeeze() too many does."""
+    breaks = ("shape.output", "seed.e5")
+
+    def lookup(self, table, ids):
+        if ids.ndim >= 2 and ids.shape[0] == 1:
+            ids = ids[0]
+        return oracle.lookup(table, ids)
+
+
+class FlattensRowsOfRank3(Planted):
+    """Takes a table of rank 3 as (V, -1): its rows come back flattened."""
+    breaks = ("shape.output", "seed.e3")
+
+    def lookup(self, table, ids):
+        if table.ndim > 2:
+            return oracle.lookup(table.reshape(table.shape[0], -1), ids)
+        return oracle.lookup(table, ids)
+
+
+class DivReversesShards(ShardedBase):
+    """'div' reads the shard list back to front (the last shard holds the first ids)."""
+    breaks = ("partition.div", "partition.equals_plain")
+
+    def lookup_sharded(self, shards, ids, strategy):
+        if strategy == "div" and len({s.shape[0] for s in shards}) <= 1:
+            partition.validate(shards, strategy)
+            return partition.lookup_sharded(list(reversed(shards)), ids, strategy)
+        return partition.lookup_sharded(shards, ids, strategy)
+
+
+class SingleShardRefused(ShardedBase):
+    """Refuses a shard list of one shard, as if it were not sharded."""
+    breaks = "partition.single_shard"
+
+    def lookup_sharded(self, shards, ids, strategy):
+        if len(shards) == 1:
+            raise InvalidShards("a sharded table needs two shards at least")
+        return partition.lookup_sharded(shards, ids, strategy)
+
+
+class ShardedQuietsNaNs(ShardedBase):
+    """The sharded path gathers through float arithmetic (NaN payloads quieted, -0.0 lost)."""
+    breaks = "partition.equals_plain"
+
+    def lookup_sharded(self, shards, ids, strategy):
+        out = partition.lookup_sharded(shards, ids, strategy)
+        return (out + np.zeros((), out.dtype)).astype(out.dtype) if out.dtype.kind == "f" else out
+
+
+# --- faults only reach exposes: large tables, fine float ids, full-precision gradients ----
+
+class RowsPast255Wrap(Planted):
+    """An 8-bit row offset inside a tile: ids past 255 read row id % 256."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        self.check_ids(table, ids)
+        wide = ids.astype(np.int64)
+        oracle.resolve(table, ids)  # fails as the lookup fails
+        return oracle.lookup(table, np.where(wide > 255, wide % 256, wide).astype(ids.dtype))
+
+
+class Uint8ReadAsInt8(Planted):
+    """Reads uint8 ids as int8 (a signed char index): 200 becomes -56, wrapped Python-style."""
+    breaks = "ids.dtypes"
+
+    def lookup(self, table, ids):
+        if ids.dtype == np.uint8:
+            return oracle.lookup(table, ids.view(np.int8), ["wrap_negative"])
+        return oracle.lookup(table, ids)
+
+
+class NarrowsToInt16(Planted):
+    """A 16-bit signed index: ids past 32767 wrap negative, then Python-style to a row."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        self.check_ids(table, ids)
+        oracle.resolve(table, ids)
+        return oracle.lookup(table, ids.astype(np.int16), ["wrap_negative"])
+
+
+class NarrowsToUint16(Planted):
+    """A 16-bit unsigned index: id 65536 reads row 0."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        self.check_ids(table, ids)
+        oracle.resolve(table, ids)
+        return oracle.lookup(table, ids.astype(np.uint16))
+
+
+class RowCountInUint16(Planted):
+    """Keeps V in 16 bits: a table of 65536 rows has 0, and every id is out of range."""
+    breaks = "rows.exact"
+
+    def lookup(self, table, ids):
+        v16 = table.shape[0] % 65536
+        if np.size(ids) and ids.dtype.kind in "iu" and (ids.astype(np.int64) >= v16).any():
+            raise OutOfRange(f"id outside [0, {v16})")
+        return oracle.lookup(table, ids)
+
+
+class TruncatesThroughFloat32(Planted):
+    """Casts float ids to int through float32: 0.9999999999999999 is row 1, not 0. Declared
+    to truncate (truncate_float_ids) in tests/planted/expectations.toml."""
+    breaks = "ids.float"
+    declared = True
+
+    def lookup(self, table, ids):
+        if ids.dtype.kind == "f":
+            with np.errstate(over="ignore", invalid="ignore"):
+                ids = ids.astype(np.float32).astype(np.float64)
+            return oracle.lookup(table, ids, ["truncate_float_ids"])
+        return oracle.lookup(table, ids)
+
+
+class AccumulatesInFloat32(Planted):
+    """Computes a float64 table's gradient in float32 (a mixed-precision kernel)."""
+    breaks = "grad.scatter_add"
+
+    def grad(self, table, ids, upstream):
+        if table.dtype == np.float64:
+            g = training.grad(table.astype(np.float32), ids, upstream.astype(np.float32))
+            return np.asarray(g).astype(np.float64)
+        return np.asarray(training.grad(table, ids, upstream))
+
+
+class HalfGradsInFloat16(Planted):
+    """Accumulates bfloat16 gradients in float16: small contributions flush, large ones overflow."""
+    breaks = "grad.scatter_add"
+
+    def grad(self, table, ids, upstream):
+        g = np.asarray(training.grad(table, ids, upstream))
+        if table.dtype.name == "bfloat16":
+            with np.errstate(over="ignore"):
+                return g.astype(np.float32).astype(np.float16).astype(table.dtype)
+        return g
+
+
+# --- adapters that follow their declared model on some inputs only ----------------------
+
+class WrapsOnlyMinusOne(Planted):
+    """Declared to wrap negative ids (wrap_negative), but wraps -1 alone; the rest of
+    [-V, -1] fails."""
+    breaks = "ids.negative"
+    declared = True
+
+    def lookup(self, table, ids):
+        if ids.dtype.kind == "i" and (ids.astype(np.int64) < -1).any():
+            raise OutOfRange("id below -1")
+        return oracle.lookup(table, ids, ["wrap_negative"])
+
+
+class WrapsInIdDtype(Planted):
+    """Declared to wrap negative ids, but computes id + V in the ids' own dtype, as
+    jnp.take does: int8 -1 with V = 129 overflows to -128 and fails."""
+    breaks = "ids.negative"
+    declared = True
+
+    def lookup(self, table, ids):
+        if ids.dtype.kind == "i":
+            v = np.array(table.shape[0]).astype(ids.dtype)
+            with np.errstate(over="ignore"):
+                ids = np.where(ids < 0, ids + v, ids).astype(ids.dtype)
+        return oracle.lookup(table, ids)
+
+
+class ClampsOnlyAbove(Planted):
+    """Declared to clamp (clip) out-of-range ids, but clamps only those >= V and wraps
+    negative ones."""
+    breaks = "ids.negative"
+    declared = True
+
+    def lookup(self, table, ids):
+        return oracle.lookup(table, ids, ["wrap_negative", "clip"])
+
+
 # --- execution modes ---------------------------------------------------------------------
 
 class ModeSplit(Planted):
@@ -435,3 +705,7 @@ class ModeSplitCompiled(ModeSplit):
 
 ALL = [cls for cls in list(globals().values())
        if isinstance(cls, type) and issubclass(cls, Planted) and cls.breaks]
+
+
+def clauses_broken(cls) -> tuple[str, ...]:
+    return (cls.breaks,) if isinstance(cls.breaks, str) else tuple(cls.breaks)

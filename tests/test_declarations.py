@@ -1,0 +1,99 @@
+"""The built-in declarations hold only for what was run, and say where they come from.
+
+Every version range of suites/divergences/*.toml admits at least one version that the
+project runs (a cell of the version matrix, noxfile.CELLS, or the default environment,
+requirements.txt) and none outside the oldest and newest of them: a range is widened
+when a matrix cell proves more, never on trust. And nothing in the repository points
+at a file outside it."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from suites import divergences as divs
+from suites.catalogue import load_all
+from suites.plugin import _all_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _noxfile():
+    spec = importlib.util.spec_from_file_location("noxfile_for_declarations", ROOT / "noxfile.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_versions() -> dict[str, set[Version]]:
+    """Every version of every distribution the project runs: the matrix and the default."""
+    if importlib.util.find_spec("nox") is None:
+        pytest.skip("nox is not installed (requirements.txt pins it)")
+    nf = _noxfile()
+    out: dict[str, set[Version]] = {}
+    pins = [nf.requirement_pins()] + [dict(c.pins) for c in nf.CELLS] + [{"torch": nf.TORCH}]
+    for p in pins:
+        for name, version in p.items():
+            out.setdefault(canonicalize_name(name), set()).add(Version(version))
+    return out
+
+
+def _neighbours(v: Version) -> list[Version]:
+    """Versions just past ``v`` on either side: a range admitting one reaches past what ran."""
+    major, minor, micro = (list(v.release) + [0, 0])[:3]
+    up = [Version(f"{major}.{minor}.{micro + 1}"), Version(f"{major}.{minor + 1}.0"), Version(f"{major + 1}.0.0")]
+    down = [Version(f"{major}.{minor}.{micro - 1}")] if micro else []
+    down += [Version(f"{major}.{minor - 1}.99")] if minor else [Version(f"{major - 1}.99.99")] if major else []
+    return up + down
+
+
+def test_every_version_range_is_only_as_wide_as_the_versions_run():
+    ran = run_versions()
+    declared = divs.load([], load_all(), _all_models())
+    wrong = []
+    for d in declared:
+        for dist, spec in d.versions:
+            have = sorted(ran.get(canonicalize_name(dist), ()))
+            if not have:
+                wrong.append(f"{d.source}: {dist} is not a distribution the project runs")
+                continue
+            s = SpecifierSet(spec)
+            if not any(s.contains(v, prereleases=True) for v in have):
+                wrong.append(f"{d.source}: {dist} {spec} admits none of the versions run ({', '.join(map(str, have))})")
+            lo, hi = have[0], have[-1]
+            past = [v for v in _neighbours(hi) if v > hi] + [v for v in _neighbours(lo) if v < lo]
+            reach = [str(v) for v in past if s.contains(v, prereleases=True)]
+            if reach:
+                wrong.append(f"{d.source}: {dist} {spec} admits {', '.join(reach)}, outside the versions run "
+                             f"({lo} to {hi})")
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def test_every_declaration_has_a_reference_and_a_write_up():
+    for d in divs.load([], load_all(), _all_models()):
+        assert d.reference.startswith("https://"), d.source
+        assert d.note.strip(), d.source
+
+
+OUTSIDE = re.compile(r"/work/|\.\./shared|(?<![\w.])notes/\w+\.md|/tmp/")
+
+
+def test_nothing_points_at_a_file_outside_the_repository():
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True).stdout.split()
+    found = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix in (".png", ".whl") or not path.is_file():
+            continue
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if OUTSIDE.search(line) and "OUTSIDE = re.compile" not in line:
+                found.append(f"{name}:{n}: {line.strip()[:120]}")
+    assert not found, "\n".join(found)
