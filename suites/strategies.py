@@ -121,7 +121,9 @@ BIG = 4096  # elements: a larger table is filled from a drawn seed, not drawn by
 # exponent ranges (unbiased, inclusive) of full-mantissa values: finite tables (max_norm's
 # squares stay far from float16's overflow) and upstream gradients
 TABLE_EXPONENTS = (-4, 3)
-UPSTREAM_EXPONENTS = (-6, 6)
+# upstreams span what the dtype holds without a sum of them overflowing: float16 barely
+# (a bfloat16 or float32 sum carried in float16 flushes or overflows), the others widely
+UPSTREAM_EXPONENTS = {"float16": (-6, 8), "bfloat16": (-40, 40), "float32": (-40, 40), "float64": (-80, 80)}
 
 
 def _seeded(draw, nbytes: int, label: str) -> bytes:
@@ -185,15 +187,15 @@ def small_ints(buf: bytes, shape: tuple[int, ...], lo: int, hi: int) -> np.ndarr
 
 
 def draw_upstream(draw, dtype_name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Upstream gradients with full mantissas (random bits, exponents in
-    ``UPSTREAM_EXPONENTS``): a scatter-add that accumulates in a narrower precision
-    than the table's, or rounds a single contribution, differs from the exact sum."""
+    """Upstream gradients with full mantissas (random bits, exponents in the dtype's
+    ``UPSTREAM_EXPONENTS``): a scatter-add that accumulates in a narrower precision or
+    range than the table's, or rounds a single contribution, differs from the exact sum."""
     n = _size(shape)
     dtype = np_dtype(dtype_name)
     if n == 0:
         return np.zeros(shape, dtype=dtype)
     buf = draw(raw(n * dtype.itemsize), label="upstream") if n <= BIG else _seeded(draw, n * dtype.itemsize, "upstream")
-    return full_mantissa(buf, dtype_name, shape, UPSTREAM_EXPONENTS)
+    return full_mantissa(buf, dtype_name, shape, UPSTREAM_EXPONENTS[dtype_name])
 
 
 # --- ids --------------------------------------------------------------------------

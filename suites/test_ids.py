@@ -55,8 +55,9 @@ _LARGE = (2.0**31, 2.0**31 - 0.5, -(2.0**31) - 1, 2.0**32 + 1, 2.0**53 + 2, 2.0*
 def fine_float_ids(buf: bytes, kind: str, v: int, n: int) -> np.ndarray:
     """``n`` float ids of dtype ``kind`` from 4 bytes each: an integer k in [-V, V]
     (0, -1, 1, -2, ... as the bytes shrink), then by a flavour byte k itself, k one ulp
-    below or above (0.99999994 in float32, 0.9999999999999999 in float64), k plus or
-    minus an arbitrary fraction, or a large or special magnitude. A truncating lookup
+    toward zero (0.99999994 in float32, 0.9999999999999999 in float64; a quarter of the
+    ids) or away from it, k plus or minus an arbitrary fraction, or a large or special
+    magnitude. A truncating lookup
     turns most of them into valid rows; one that rounds, or truncates through a
     narrower float type, differs from truncation right next to an integer."""
     dtype = np.dtype(kind)
@@ -64,10 +65,12 @@ def fine_float_ids(buf: bytes, kind: str, v: int, n: int) -> np.ndarray:
     j = (r[:, 1] | (r[:, 2] << 8)) % (2 * v + 1)
     k = np.where(j % 2 == 0, j // 2, -(j + 1) // 2).astype(dtype)
     fraction = ((r[:, 3] + 1) / 257).astype(dtype)  # in (0, 1)
+    # toward zero, one ulp from a non-zero integer: where truncation and any rounding part
+    below = np.nextafter(np.where(k == 0, dtype.type(1), k), dtype.type(0))
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.select(
-            [r[:, 0] % 8 == f for f in range(1, 6)],
-            [np.nextafter(k, dtype.type(-np.inf)), np.nextafter(k, dtype.type(np.inf)), k + fraction, k - fraction,
+            [r[:, 0] % 8 == f for f in range(1, 7)],
+            [below, below, np.nextafter(k, dtype.type(np.inf)), k + fraction, k - fraction,
              np.array(_LARGE, dtype=np.float64)[r[:, 3] % len(_LARGE)].astype(dtype)],
             default=k)
     return out.astype(dtype)

@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _noxfile():
-    spec = importlib.util.spec_from_file_location("noxfile_for_declarations", ROOT / "noxfile.py")
+    # one module for every test that reads it (tests/test_ci_matrix.py too): nox registers
+    # its sessions when the file runs, and warns when they are registered twice
+    if "project_noxfile" in sys.modules:
+        return sys.modules["project_noxfile"]
+    spec = importlib.util.spec_from_file_location("project_noxfile", ROOT / "noxfile.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
