@@ -3,6 +3,7 @@ inputs of a reproduction snippet. Arrays are written as literals when the litera
 rebuilds the same bytes, and as their bytes in hex when it cannot (NaN payloads)."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,9 @@ def array_source(a: np.ndarray) -> str:
     dt = dtype_source(a.dtype)
     if a.size == 0:
         return f"np.empty({a.shape!r}, dtype={dt})"
-    literal = f"np.array({_literal(a)!r}, dtype={dt})"
+    # NumPy names for the non-finite floats: a snippet defines np, not nan or inf
+    body = re.sub(r"\b(nan|inf)\b", r"np.\1", repr(_literal(a)))
+    literal = f"np.array({body}, dtype={dt})"
     if _rebuilds(literal, a):
         return literal
     return f"np.frombuffer(bytes.fromhex({a.tobytes().hex()!r}), dtype={dt}).reshape({a.shape!r})"
@@ -34,7 +37,7 @@ def _rebuilds(literal: str, a: np.ndarray) -> bool:
     import ml_dtypes  # noqa: F401  (names used by the literal)
 
     try:
-        b = eval(literal, {"np": np, "ml_dtypes": ml_dtypes, "nan": np.nan, "inf": np.inf})
+        b = eval(literal, {"np": np, "ml_dtypes": ml_dtypes})  # the names a snippet defines
     except Exception:
         return False
     return b.shape == a.shape and b.dtype == a.dtype and b.tobytes() == a.tobytes()
