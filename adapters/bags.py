@@ -55,7 +55,15 @@ Behaviour models are named steps, composed with the plain lookup's (adapters/ora
   last bag runs to the end of the values, and only offsets[:-1] are checked (start at
   0, never decrease, none past len(values));
 - ``values_past_last_offset_unread``: values past offsets[-1] are ignored instead of
-  refused (torch's include_last_offset=True).
+  refused (torch's include_last_offset=True);
+- ``empty_bag_reads_row_0``: an empty bag (after the pruning steps) is given id 0 before
+  the lookup and its row zeroed after, so with a table of no rows it fails out_of_range
+  (safe_embedding_lookup_sparse's sparse_fill_empty_rows);
+- ``flush_subnormals``: subnormal table elements read as zeros of their sign, in every
+  bag (a kernel run with denormals flushed: TensorFlow's sparse segment reductions);
+- ``nan_payload_lost``: a NaN may come back with any sign and payload, even from a bag of
+  one id (a reduction that adds it to something: the result is compared as
+  ``oracle.AnyNaN``, NaN where NaN, zeros by value, every other element bit for bit).
 """
 from __future__ import annotations
 
@@ -69,7 +77,7 @@ from .contract import COMBINERS, INT_DTYPES, InvalidIds, InvalidOffsets, LookupF
 from .training import Bounded, bounded, eps
 
 STEPS = ("drop_negative_ids", "drop_nonpositive_weights", "drop_trailing_empty_bags", "float32_output",
-         "last_offset_unread", "values_past_last_offset_unread")
+         "last_offset_unread", "values_past_last_offset_unread", "empty_bag_reads_row_0", "flush_subnormals", "nan_payload_lost")
 MODELS = STEPS
 
 _U64 = 2.0**-53
@@ -177,7 +185,11 @@ def _pruned(values, offs, w64, keep):
 # --- pooling ------------------------------------------------------------------------------
 
 def _pool(rows: np.ndarray, w: np.ndarray | None, combiner: str):
-    """(value as float64 or the selected row for max, atol) of one non-empty bag.
+    """(value, atol) of one non-empty bag: the value in the table's dtype where it is a
+    stored element (max; a bag of one id with weight 1), else in float64.
+
+    One id with weight 1 (or none): the row itself, whatever the combiner (x, x / 1,
+    x / sqrt(1), max of one), bit for bit.
 
     sum: products rounded once each (u) and n - 1 additions in any order: |err| <=
     gamma(n) * M. mean: the numerator's gamma(n) * M, the denominator's relative
@@ -188,6 +200,8 @@ def _pool(rows: np.ndarray, w: np.ndarray | None, combiner: str):
     rounding to the dtype adds u * |result|; its float64 arithmetic gamma_64(n + 1)
     times the same scale."""
     n = rows.shape[0]
+    if n == 1 and (w is None or w[0] == 1):
+        return rows[0], np.zeros(rows.shape[1:])
     with np.errstate(invalid="ignore"):  # a signalling NaN is quieted in float64: only its NaN-ness is read
         x = rows.astype(np.float64)
     dtype = rows.dtype
@@ -221,8 +235,26 @@ def _pool(rows: np.ndarray, w: np.ndarray | None, combiner: str):
     return s, atol
 
 
+def _flushed(table: np.ndarray) -> np.ndarray:
+    """Subnormal elements replaced by zeros of their sign (flush_subnormals)."""
+    bits = table.view(f"u{table.dtype.itemsize}")
+    width = 8 * table.dtype.itemsize
+    e_bits = {2: 8 if table.dtype.name == "bfloat16" else 5, 4: 8, 8: 11}[table.dtype.itemsize]
+    m_bits = width - 1 - e_bits
+    exponent = (bits >> np.array(m_bits, bits.dtype)) & np.array((1 << e_bits) - 1, bits.dtype)
+    mantissa = bits & np.array((1 << m_bits) - 1, bits.dtype)
+    sub = (exponent == 0) & (mantissa != 0)
+    out = bits.copy()
+    out[sub] &= np.array(1 << (width - 1), bits.dtype)
+    return out.view(table.dtype)
+
+
 def _bags(table, plan, offs, w64, combiner, model):
     b = offs.shape[0] - 1
+    if "empty_bag_reads_row_0" in model and table.shape[0] == 0 and (np.diff(offs) == 0).any():
+        raise OutOfRange("an empty bag is given id 0, outside [0, 0)")
+    if "flush_subnormals" in model:
+        table = _flushed(table)
     out_dtype = np.dtype(np.float32) if "float32_output" in model else table.dtype
     row = table.shape[1:]
     value = np.zeros((b, *row), dtype=out_dtype)
@@ -233,7 +265,7 @@ def _bags(table, plan, offs, w64, combiner, model):
             continue  # an empty bag: a zero row
         rows = table[plan[lo:hi]]
         v, a = _pool(rows, None if w64 is None else w64[lo:hi], combiner)
-        value[k] = v if combiner != "max" else v.astype(out_dtype)
+        value[k] = v if v.dtype == out_dtype else v.astype(out_dtype)
         atol[k] = a
     if "drop_trailing_empty_bags" in model:
         sizes = np.diff(offs)
@@ -256,6 +288,24 @@ def lookup_bags_padded(table, values, offsets, weights, combiner, padding_idx, m
     return _bags(table, plan, offs, w64, combiner, model)
 
 
+def _dropped_upstream(up: np.ndarray, offs: np.ndarray):
+    """drop_trailing_empty_bags in a gradient: the forward pass returns k <= B rows, and
+    the loss sum(out * upstream) broadcasts them against the B upstream rows as NumPy
+    and TensorFlow do: k == B as usual; k == 1 meets every upstream row (bag 0's
+    upstream is their sum); k == 0 with B == 1 gives no gradient; anything else fails
+    (incompatible shapes)."""
+    b = offs.shape[0] - 1
+    sizes = np.diff(offs)
+    k = int(np.flatnonzero(sizes)[-1]) + 1 if sizes.any() else 0
+    if k == b:
+        return up, offs
+    if k == 1:
+        return up.sum(axis=0, keepdims=True), offs[:2]
+    if k == 0 and b == 1:
+        return up[:0], offs[:1]
+    raise LookupFailure(f"the forward pass returns {k} rows for {b} bags: sum(out * upstream) has incompatible shapes")
+
+
 def grad_bags(table, values, offsets, weights, combiner, upstream, model=()) -> Bounded:
     """d sum(lookup_bags(...) * upstream) / d table, dense, with its tolerance: each
     contribution c * up errs by its coefficient's rounding (at most gamma(2n + 3), as
@@ -264,6 +314,8 @@ def grad_bags(table, values, offsets, weights, combiner, upstream, model=()) -> 
     contributing. Elements nothing reaches are exact zeros."""
     table, plan, offs, w64 = _prepared(table, values, offsets, weights, combiner, model)
     up = np.asarray(upstream).astype(np.float64)
+    if "drop_trailing_empty_bags" in model:
+        up, offs = _dropped_upstream(up, offs)
     acc = np.zeros(table.shape, dtype=np.float64)
     mags = np.zeros(table.shape, dtype=np.float64)
     count = np.zeros(table.shape, dtype=np.float64)

@@ -3,7 +3,8 @@
 An adapter wraps one public API of one framework. It needs:
 
 - ``name: str`` and ``framework: str`` (the distribution whose version is reported);
-- ``lookup(table, ids) -> np.ndarray``.
+- ``lookup(table, ids) -> np.ndarray``; an API that only pools (an embedding bag)
+  offers ``lookup_bags`` instead, and its plain-lookup clauses are not_applicable.
 
 Optional methods add capabilities; a missing one makes its clauses
 ``not_applicable``:
@@ -187,7 +188,7 @@ def environment_of(adapter: Any) -> dict[str, int | str]:
 def check_adapter(adapter: Any) -> None:
     """Raise TypeError naming what an object lacks to be an adapter."""
     missing = [a for a in ("name", "framework") if not isinstance(getattr(adapter, a, None), str)]
-    if not callable(getattr(adapter, "lookup", None)):
-        missing.append("lookup()")
+    if not callable(getattr(adapter, "lookup", None)) and not callable(getattr(adapter, "lookup_bags", None)):
+        missing.append("lookup() (or, for a pooled lookup, lookup_bags())")
     if missing:
         raise TypeError(f"{adapter!r} is not an adapter: it lacks {', '.join(missing)}")
