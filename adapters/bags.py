@@ -63,7 +63,11 @@ Behaviour models are named steps, composed with the plain lookup's (adapters/ora
   bag (a kernel run with denormals flushed: TensorFlow's sparse segment reductions);
 - ``nan_payload_lost``: a NaN may come back with any sign and payload, even from a bag of
   one id (a reduction that adds it to something: the result is compared as
-  ``oracle.AnyNaN``, NaN where NaN, zeros by value, every other element bit for bit).
+  ``oracle.AnyNaN``, NaN where NaN, zeros by value, every other element bit for bit);
+  float16 excepted: computed in float32, where its subnormals are normal numbers;
+- ``sum_from_zero``: a bag of one id under sum, mean or sqrtn comes back as +0.0 + row:
+  -0.0 becomes +0.0 and a signalling NaN is quieted (an accumulator that starts at zero:
+  torch's embedding_bag).
 """
 from __future__ import annotations
 
@@ -77,7 +81,7 @@ from .contract import COMBINERS, INT_DTYPES, InvalidIds, InvalidOffsets, LookupF
 from .training import Bounded, bounded, eps
 
 STEPS = ("drop_negative_ids", "drop_nonpositive_weights", "drop_trailing_empty_bags", "float32_output",
-         "last_offset_unread", "values_past_last_offset_unread", "empty_bag_reads_row_0", "flush_subnormals", "nan_payload_lost")
+         "last_offset_unread", "values_past_last_offset_unread", "empty_bag_reads_row_0", "flush_subnormals", "nan_payload_lost", "sum_from_zero")
 MODELS = STEPS
 
 _U64 = 2.0**-53
@@ -184,7 +188,21 @@ def _pruned(values, offs, w64, keep):
 
 # --- pooling ------------------------------------------------------------------------------
 
-def _pool(rows: np.ndarray, w: np.ndarray | None, combiner: str):
+def _plus_zero(row: np.ndarray) -> np.ndarray:
+    """+0.0 + row, in IEEE arithmetic: -0.0 -> +0.0, a signalling NaN quieted (payload kept)."""
+    bits = row.view(f"u{row.dtype.itemsize}").copy()
+    width = 8 * row.dtype.itemsize
+    e_bits = {2: 8 if row.dtype.name == "bfloat16" else 5, 4: 8, 8: 11}[row.dtype.itemsize]
+    m_bits = width - 1 - e_bits
+    one = np.array(1, bits.dtype)
+    exp_mask = np.array(((1 << e_bits) - 1) << m_bits, bits.dtype)
+    nan = ((bits & exp_mask) == exp_mask) & ((bits & np.array((1 << m_bits) - 1, bits.dtype)) != 0)
+    bits[nan] |= one << np.array(m_bits - 1, bits.dtype)
+    bits[bits == (one << np.array(width - 1, bits.dtype))] = 0
+    return bits.view(row.dtype)
+
+
+def _pool(rows: np.ndarray, w: np.ndarray | None, combiner: str, model: Sequence[str] = ()):
     """(value, atol) of one non-empty bag: the value in the table's dtype where it is a
     stored element (max; a bag of one id with weight 1), else in float64.
 
@@ -201,7 +219,8 @@ def _pool(rows: np.ndarray, w: np.ndarray | None, combiner: str):
     times the same scale."""
     n = rows.shape[0]
     if n == 1 and (w is None or w[0] == 1):
-        return rows[0], np.zeros(rows.shape[1:])
+        row = _plus_zero(rows[0]) if "sum_from_zero" in model and combiner != "max" else rows[0]
+        return row, np.zeros(rows.shape[1:])
     with np.errstate(invalid="ignore"):  # a signalling NaN is quieted in float64: only its NaN-ness is read
         x = rows.astype(np.float64)
     dtype = rows.dtype
@@ -236,7 +255,10 @@ def _pool(rows: np.ndarray, w: np.ndarray | None, combiner: str):
 
 
 def _flushed(table: np.ndarray) -> np.ndarray:
-    """Subnormal elements replaced by zeros of their sign (flush_subnormals)."""
+    """Subnormal elements replaced by zeros of their sign (flush_subnormals); float16
+    tables are computed in float32, where none of their values is subnormal."""
+    if table.dtype == np.float16:
+        return table
     bits = table.view(f"u{table.dtype.itemsize}")
     width = 8 * table.dtype.itemsize
     e_bits = {2: 8 if table.dtype.name == "bfloat16" else 5, 4: 8, 8: 11}[table.dtype.itemsize]
@@ -264,7 +286,7 @@ def _bags(table, plan, offs, w64, combiner, model):
         if hi == lo:
             continue  # an empty bag: a zero row
         rows = table[plan[lo:hi]]
-        v, a = _pool(rows, None if w64 is None else w64[lo:hi], combiner)
+        v, a = _pool(rows, None if w64 is None else w64[lo:hi], combiner, model)
         value[k] = v if v.dtype == out_dtype else v.astype(out_dtype)
         atol[k] = a
     if "drop_trailing_empty_bags" in model:

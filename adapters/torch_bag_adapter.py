@@ -49,6 +49,9 @@ _MESSAGES: tuple[tuple[str, type[LookupFailure]], ...] = (
     ("weight has to be a 2D Tensor", InvalidTable),
     ("'indices' to have one of the following scalar types", InvalidIds),
     ("input has to be a 1D or 2D Tensor", InvalidIds),
+    # an internal assert of the CPU kernel, met for an invalid id among empty bags and for
+    # decreasing offsets alike: it names no kind, so a framework failure of none
+    ("Expected i < index_size to be true", LookupFailure),
 )
 
 

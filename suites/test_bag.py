@@ -23,7 +23,7 @@ SUSPECTS = (
     ("drop_trailing_empty_bags",), ("drop_negative_ids",), ("drop_nonpositive_weights",),
     ("drop_negative_ids", "drop_nonpositive_weights"), ("wrap_negative",), ("float32_output",),
     ("last_offset_unread",), ("values_past_last_offset_unread",), ("clip",), ("fill_zero",),
-    ("truncate_float_ids",), ("cast_ids_to_int32",), ("flush_subnormals",), ("empty_bag_reads_row_0",),
+    ("truncate_float_ids",), ("cast_ids_to_int32",), ("flush_subnormals",), ("empty_bag_reads_row_0",), ("sum_from_zero",),
 )
 
 
