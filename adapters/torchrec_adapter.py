@@ -55,6 +55,7 @@ _BUILD = [
 ]
 _LOAD = ["ebc.load_state_dict({'embedding_bags.t.weight': weight})"]
 _CALL = [
+    "from torchrec import KeyedJaggedTensor",
     "kjt = KeyedJaggedTensor(keys=['f'], values=ids, offsets=offs, weights=psw)",
     "out = ebc(kjt)['f']",
 ]
