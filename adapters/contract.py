@@ -3,7 +3,8 @@
 An adapter wraps one public API of one framework. It needs:
 
 - ``name: str`` and ``framework: str`` (the distribution whose version is reported);
-- ``lookup(table, ids) -> np.ndarray``.
+- ``lookup(table, ids) -> np.ndarray``; an API that only pools (an embedding bag)
+  offers ``lookup_bags`` instead, and its plain-lookup clauses are not_applicable.
 
 Optional methods add capabilities; a missing one makes its clauses
 ``not_applicable``:
@@ -14,7 +15,18 @@ Optional methods add capabilities; a missing one makes its clauses
   table's weights through ``path``, one of ``capabilities.load_paths`` (the API's
   documented ways of loading weights: ``set_weights``, ``from_pretrained``, ...);
 - ``grad_padded``, ``grad_scaled``, ``lookup_with_state``, ``lookup_mask_zero``: the
-  training clauses (suites/test_training.py).
+  training clauses (suites/test_training.py);
+- ``lookup_bags(table, values, offsets, weights, combiner) -> np.ndarray``: a pooled
+  lookup (adapters/bags.py states the contract). ``values`` is a 1-D ids array,
+  ``offsets`` a 1-D int64 array of length B + 1 in CSR form (bag b holds
+  ``values[offsets[b]:offsets[b + 1]]``), ``weights`` None or a 1-D array of the
+  table's dtype (one per id), ``combiner`` one of ``COMBINERS``; the result has shape
+  (B,) + table.shape[1:] and the table's dtype. Malformed offsets are InvalidOffsets;
+- ``grad_bags(table, values, offsets, weights, combiner, upstream) -> np.ndarray``:
+  d sum(lookup_bags(...) * upstream) / d table;
+- ``lookup_bags_padded(table, values, offsets, weights, combiner, padding_idx)``: the
+  pooled lookup with a padding id (torch's padding_idx; negative values count from
+  the end), whose entries are left out of every bag.
 
 Optional data:
 
@@ -38,9 +50,11 @@ import numpy as np
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 STRATEGIES = ("mod", "div")
+# How lookup_bags combines a bag's rows (adapters/bags.py)
+COMBINERS = ("sum", "mean", "sqrtn", "max")
 # The adapter methods clauses call; an adapter offers those it defines (callable).
 METHODS = ("lookup", "lookup_sharded", "grad", "grad_padded", "grad_scaled", "lookup_with_state",
-           "lookup_mask_zero", "lookup_loaded")
+           "lookup_mask_zero", "lookup_loaded", "lookup_bags", "grad_bags", "lookup_bags_padded")
 
 
 class LookupFailure(Exception):
@@ -73,7 +87,15 @@ class InvalidShards(LookupFailure):
     kind = "invalid_shards"
 
 
-FAILURES = {cls.kind: cls for cls in (LookupFailure, OutOfRange, InvalidIds, InvalidTable, InvalidShards)}
+class InvalidOffsets(LookupFailure):
+    """Bag offsets that are not CSR over the values: not starting at 0, decreasing,
+    or not ending at len(values) (lookup_bags)."""
+
+    kind = "invalid_offsets"
+
+
+FAILURES = {cls.kind: cls for cls in (LookupFailure, OutOfRange, InvalidIds, InvalidTable, InvalidShards,
+                                      InvalidOffsets)}
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,11 @@ class Capabilities:
     # The documented ways of setting a table's weights that ``lookup_loaded(table,
     # ids, path)`` takes (``set_weights``, ``from_pretrained``, ...): table.load.
     load_paths: tuple[str, ...] = ()
+    # The combiners lookup_bags (and grad_bags, lookup_bags_padded) takes; the bag
+    # clauses of the others are not_applicable.
+    combiners: tuple[str, ...] = COMBINERS
+    # The combiners that take weights (max never does: the contract's max is unweighted).
+    weighted_combiners: tuple[str, ...] = ("sum", "mean", "sqrtn")
     # Distributions whose versions are reported beside ``framework``.
     distributions: tuple[str, ...] = ()
     device: str = "cpu"
@@ -161,7 +188,7 @@ def environment_of(adapter: Any) -> dict[str, int | str]:
 def check_adapter(adapter: Any) -> None:
     """Raise TypeError naming what an object lacks to be an adapter."""
     missing = [a for a in ("name", "framework") if not isinstance(getattr(adapter, a, None), str)]
-    if not callable(getattr(adapter, "lookup", None)):
-        missing.append("lookup()")
+    if not callable(getattr(adapter, "lookup", None)) and not callable(getattr(adapter, "lookup_bags", None)):
+        missing.append("lookup() (or, for a pooled lookup, lookup_bags())")
     if missing:
         raise TypeError(f"{adapter!r} is not an adapter: it lacks {', '.join(missing)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import oracle, partition, training
+from . import bags, oracle, partition, training
 from .contract import Capabilities, Description, methods_of
 
 _CALLS = {
@@ -16,6 +16,9 @@ _CALLS = {
     "lookup_with_state": "training.lookup_with_state(table, ids, max_norm)",
     "lookup_mask_zero": "(oracle.lookup(table, ids), ids != 0)",
     "lookup_loaded": "oracle.lookup(np.array(table, copy=True), ids)",
+    "lookup_bags": "np.asarray(bags.lookup_bags(table, values, offsets, weights, combiner))",
+    "grad_bags": "np.asarray(bags.grad_bags(table, values, offsets, weights, combiner, upstream))",
+    "lookup_bags_padded": "np.asarray(bags.lookup_bags_padded(table, values, offsets, weights, combiner, padding_idx))",
 }
 
 
@@ -51,8 +54,17 @@ class NumpyAdapter:
     def lookup_mask_zero(self, table, ids):
         return oracle.lookup(table, ids), np.asarray(np.asarray(ids) != 0)
 
+    def lookup_bags(self, table, values, offsets, weights, combiner):
+        return np.asarray(bags.lookup_bags(table, values, offsets, weights, combiner))
+
+    def grad_bags(self, table, values, offsets, weights, combiner, upstream):
+        return np.asarray(bags.grad_bags(table, values, offsets, weights, combiner, upstream))
+
+    def lookup_bags_padded(self, table, values, offsets, weights, combiner, padding_idx):
+        return np.asarray(bags.lookup_bags_padded(table, values, offsets, weights, combiner, padding_idx))
+
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        lines = ["import numpy as np", "import ml_dtypes", "from adapters import oracle, partition, training"]
+        lines = ["import numpy as np", "import ml_dtypes", "from adapters import bags, oracle, partition, training"]
         lines += [f"{k} = {v}" for k, v in args.items()]
         lines += [f"result = {_CALLS[op]}", "print(repr(result))"]
         return "\n".join(lines)

@@ -89,6 +89,21 @@ BUILTINS: tuple[Builtin, ...] = (
     _b("jax.numpy.take", "adapters.jax_adapter:take", ("jax",), JAX_DISTS, "jax"),
     _b("jax.numpy.take[jit]", "adapters.jax_adapter:take_jit", ("jax",), JAX_DISTS, "jax"),
     _b("flax.nnx.Embed", "adapters.flax_adapter:nnx_embed", ("flax", "jax"), ("flax", *JAX_DISTS), "jax"),
+    # pooled lookups (bags, suites/test_bag.py): torch eager and compiled, TensorFlow's sparse
+    # lookups, keras-rs on its TensorFlow backend, TorchRec (fbgemm's ops in a process of their own)
+    _b("torch.nn.functional.embedding_bag", "adapters.torch_bag_adapter:functional_embedding_bag", ("torch",),
+       ("torch",), "torch"),
+    _b("torch.nn.EmbeddingBag", "adapters.torch_bag_adapter:nn_embedding_bag", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding_bag[compile]", "adapters.torch_bag_adapter:functional_embedding_bag_compile",
+       ("torch",), ("torch",), "torch"),
+    _b("tf.nn.embedding_lookup_sparse", "adapters.tf_bag_adapter:embedding_lookup_sparse", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.safe_embedding_lookup_sparse", "adapters.tf_bag_adapter:safe_embedding_lookup_sparse", TF, TF_DISTS,
+       "tensorflow"),
+    Builtin("keras_rs.layers.DistributedEmbedding[tensorflow]", "adapters.keras_rs_adapter:distributed_embedding",
+            ("keras_rs", "keras", "tensorflow"), ("keras-rs", "keras", "tensorflow"), group="keras-tensorflow",
+            env=(("KERAS_BACKEND", "tensorflow"),)),
+    _b("torchrec.EmbeddingBagCollection", "adapters.torchrec_adapter:embedding_bag_collection",
+       ("torchrec", "fbgemm_gpu", "torch"), ("torchrec", "fbgemm-gpu-cpu", "torch"), "torchrec"),
 )
 
 BY_NAME = {b.name: b for b in BUILTINS}

@@ -200,8 +200,19 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
                 rec["status"] = "violates"
             else:
                 rec.update(_against_model(adapter, clause, search, strategy, found, divergence))
-    except (FlakyFailure, FlakyStrategyDefinition) as exc:
-        rec.update(status="error", reason=f"the adapter's behaviour was not reproducible (flaky): {str(exc)[:300]}")
+    except FlakyFailure as exc:
+        found = _first_counterexample(exc)
+        if found is None:
+            rec.update(status="error", reason=f"the adapter's behaviour was not reproducible (flaky): {str(exc)[:300]}")
+        else:
+            # the same input gave another outcome when hypothesis replayed it: a lookup's result
+            # is a function of its input, so that is a departure of its own (reading memory it
+            # does not own, a race), reported with the input; no model follows it
+            rec.update(_evidence(adapter, clause, found), status="violates", found_by="search", detail=(
+                f"not reproducible: this input departed ({found.problem}) and, replayed, came back otherwise: "
+                f"the outcome is not a function of the input"))
+    except FlakyStrategyDefinition as exc:
+        rec.update(status="error", reason=f"the strategy was not reproducible (flaky): {str(exc)[:300]}")
     except HypothesisException as exc:
         rec.update(status="error", reason=f"hypothesis: {type(exc).__name__}: {str(exc)[:300]}")
     except Exception as exc:  # the suite itself broke: say where
@@ -213,6 +224,17 @@ def run_check(adapter: Any, clause: Clause, *, profile: str, seed: int | None, d
     rec["seconds"] = round(time.perf_counter() - start, 4)
     rec["timing"] = {"call": round(search.t_call, 4), "check": round(search.t_check, 4), "ids": search.ids}
     return rec
+
+
+def _first_counterexample(group: BaseException) -> Counterexample | None:
+    """The first departure recorded in a hypothesis FlakyFailure (an exception group)."""
+    for exc in getattr(group, "exceptions", ()):
+        if isinstance(exc, Counterexample):
+            return exc
+        inner = _first_counterexample(exc)
+        if inner is not None:
+            return inner
+    return None
 
 
 def _takes(method: Any, args: dict[str, Any]) -> bool:

@@ -215,9 +215,9 @@ def pytest_configure(config):
 
 
 def _all_models() -> list[str]:
-    from adapters import partition, training
+    from adapters import bags, partition, training
 
-    return list(oracle.MODELS) + list(partition.MODELS) + list(training.MODELS)
+    return list(oracle.MODELS) + list(partition.MODELS) + list(training.MODELS) + list(bags.MODELS)
 
 
 def pytest_generate_tests(metafunc):
