@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("conforms", "diverges", "violates", "stale", "not_applicable", "unavailable", "error")
+from suites.statuses import STATUSES
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -40,6 +40,8 @@ def revision() -> str:
 def run_metadata(conf, records: list[dict], complete: bool) -> dict[str, Any]:
     import hypothesis
 
+    from .results import score
+
     from suites.catalogue import CLAUSES
 
     versions: dict[str, str] = {}
@@ -58,7 +60,8 @@ def run_metadata(conf, records: list[dict], complete: bool) -> dict[str, Any]:
         "versions": dict(sorted(versions.items())),
         "clauses": [{"id": c.id, "family": c.family, "statement": c.statement, "tolerance": c.tolerance}
                     for c in sorted(CLAUSES.values(), key=lambda c: c.order)],
-        "adapters": [{"name": e.name, "framework": e.framework, "versions": e.versions} for e in conf.entries.values()],
+        "adapters": [{"name": e.name, "framework": e.framework, "versions": e.versions,
+                      "score": score([r for r in records if r["adapter"] == e.name])} for e in conf.entries.values()],
         "complete": complete,
         "argv": sys.argv[1:],
     }

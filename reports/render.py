@@ -17,8 +17,10 @@ from typing import Any, Sequence
 
 import jinja2
 
+from .compare import load_comparisons
 from .merge import Matrix, build_matrix, merge_runs
-from .results import FAILING, LABELS, MEANINGS, PASSING, STATUSES, SYMBOLS, Run, acknowledged, gate_failing, read_run
+from .results import (FAILING, LABELS, MEANINGS, PASSING, STATUSES, SYMBOLS, Run, acknowledged, gate_failing, read_run,
+                      score)
 
 TEMPLATES = Path(__file__).with_name("templates")
 PAGE = "page.html.j2"
@@ -118,6 +120,13 @@ def page_context(run: Run) -> dict[str, Any]:
                                      "changed": ri in changed_rows, "cells": cells})
 
     fw_groups, ad_groups = _header_groups(m)
+    scores = []
+    for ci in range(ncols):
+        sc = score([rec for (ri, c), rec in m.cells.items() if c == ci])
+        scores.append({"pct": "" if sc["share"] is None else f"{round(100 * sc['share'])}%",
+                       "title": (f"{sc['conforms']} of {sc['applicable']} applicable clauses conform"
+                                 if sc["applicable"] else "no clause applies")})
+    comparisons = [_comparison(c) for c in load_comparisons(run.dir)]
     failing = sum(1 for rec in m.cells.values() if gate_failing(rec))
     total = sum(counts.values())
     runs = meta.get("runs") or []
@@ -167,7 +176,16 @@ def page_context(run: Run) -> dict[str, Any]:
                      "cells": [{"col": ci, "label": m.columns[ci].label, "status": s, "symbol": SYMBOLS[s],
                                 "model": " + ".join(model)} for ci, s, model in ch.cells]} for ch in m.changes],
         "data_json": _script_json(data),
+        "scores": scores,
+        "comparisons": comparisons,
     }
+
+
+def _comparison(c: dict[str, Any]) -> dict[str, Any]:
+    rows = c["clauses"]
+    return {"a": c["a"], "b": c["b"], "rows": rows,
+            "differs": sum(1 for r in rows if r["verdict"] == "differs"),
+            "agrees": sum(1 for r in rows if r["verdict"] == "agrees")}
 
 
 def _slim(ri: int, ci: int, rec: dict[str, Any]) -> dict[str, Any]:

@@ -25,10 +25,15 @@ from typing import Any, Iterable
 RESULTS = "results.jsonl"
 RUN = "run.json"
 
-# Display order. Passing statuses first, then failing ones.
-STATUSES = ("conforms", "diverges", "not_applicable", "unavailable", "violates", "stale", "error")
-PASSING = frozenset({"conforms", "diverges", "not_applicable", "unavailable"})
-FAILING = frozenset({"violates", "stale", "error"})
+from suites.statuses import FAILING, SKIPPING
+from suites.statuses import PASSING as _PASSING
+from suites.statuses import STATUSES as _DEFINED
+
+# Display order: the passing statuses, then the skipped, then the failing (suites/statuses.py
+# defines them; a page counts a skip as passing)
+STATUSES = tuple(s for s in _DEFINED if s in _PASSING) + tuple(s for s in _DEFINED if s in SKIPPING) + \
+    tuple(s for s in _DEFINED if s in FAILING)
+PASSING = _PASSING | SKIPPING
 SYMBOLS = {
     "conforms": "\u2713",  # ✓
     "diverges": "\u2248",  # ≈
@@ -58,9 +63,6 @@ MEANINGS = {
     "error": "the suite itself broke while checking",
 }
 
-RECORD_REQUIRED = ("adapter", "framework", "clause", "status", "versions")
-_RECORD_TEXT = ("example", "detail", "expected", "actual", "reason", "snippet", "device", "statement", "family",
-                "source", "variant")
 RUN_REQUIRED = ("python", "platform", "device", "revision", "profile", "seed", "date", "versions", "clauses",
                 "adapters", "complete")
 _RUN_TEXT = ("python", "platform", "device", "revision", "profile", "date", "hypothesis")
@@ -235,55 +237,59 @@ def acknowledged(rec: dict[str, Any]) -> bool:
     return rec["status"] == "violates" and bool(rec.get("acknowledged"))
 
 
+def score(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A column's score: of the clauses that apply to it (neither not_applicable nor
+    unavailable), how many conform."""
+    applicable = [r for r in records if r["status"] not in ("not_applicable", "unavailable")]
+    conforms = sum(1 for r in applicable if r["status"] == "conforms")
+    return {"conforms": conforms, "applicable": len(applicable),
+            "share": round(conforms / len(applicable), 4) if applicable else None}
+
+
 def gate_failing(rec: dict[str, Any]) -> bool:
     """Whether a record fails the suite's gate: violates (unless acknowledged), stale, error."""
     return rec["status"] in FAILING and not acknowledged(rec)
 
 
-def _check_record(rec: dict[str, Any], path: Path, n: int) -> None:
-    def fail(problem: str) -> ResultsError:
-        return ResultsError(path, n, problem)
+SCHEMA = Path(__file__).with_name("results.schema.json")
+_VALIDATOR = None
 
-    for key in RECORD_REQUIRED:
-        if key not in rec:
-            raise fail(f"missing key {key!r}")
-    for key in ("adapter", "framework", "clause"):
-        if not isinstance(rec[key], str) or not rec[key].strip():
-            raise fail(f"key {key!r} must be a non-empty string, got {_short(rec[key])}")
-    if rec["status"] not in STATUSES:
-        raise fail(f"key 'status' is {_short(rec['status'])}, expected one of {', '.join(STATUSES)}")
-    problem = _versions_problem(rec["versions"])
-    if problem:
-        raise fail(f"key 'versions' {problem}")
-    for key in _RECORD_TEXT:
-        if rec.get(key) is not None and not isinstance(rec[key], str):
-            raise fail(f"key {key!r} must be a string or null, got {_kind(rec[key])}")
-    ex = rec.get("examples")
-    if ex is not None and (isinstance(ex, bool) or not isinstance(ex, int) or ex < 0):
-        raise fail(f"key 'examples' must be a non-negative integer or null, got {_short(ex)}")
-    sec = rec.get("seconds")
-    if sec is not None and (isinstance(sec, bool) or not isinstance(sec, (int, float)) or not math.isfinite(sec)):
-        raise fail(f"key 'seconds' must be a number or null, got {_short(sec)}")
+
+def _validator():
+    """The results schema's validator (reports/results.schema.json: the record's one owner)."""
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        from jsonschema import Draft202012Validator
+
+        _VALIDATOR = Draft202012Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
+    return _VALIDATOR
+
+
+def schema_problem(rec: dict[str, Any]) -> str | None:
+    """Why a record does not fit the schema, in one line (None: it fits)."""
+    errors = sorted(_validator().iter_errors(rec), key=lambda e: (e.validator != "required", len(e.absolute_path)))
+    if not errors:
+        return None
+    e = errors[0]
+    where = ".".join(str(p) for p in e.absolute_path)
+    if e.validator == "required":
+        missing = next(k for k in e.validator_value if k not in e.instance)
+        return f"missing key {'.'.join(filter(None, [where, missing]))!r}"
+    if e.validator == "enum" and where == "status":
+        return f"key 'status' is {_short(e.instance)}, expected one of {', '.join(STATUSES)}"
+    if e.validator == "additionalProperties":
+        extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+        return f"unknown key {extra[0]!r}{' in ' + where if where else ''} (see reports/results.schema.json)"
+    return f"key {where!r}: {e.message[:200]}"
+
+
+def _check_record(rec: dict[str, Any], path: Path, n: int) -> None:
     div = rec.get("divergence")
-    if div is not None:
-        if not isinstance(div, dict):
-            raise fail(f"key 'divergence' must be an object or null, got {_kind(div)}")
-        model = div.get("model")
-        if isinstance(model, str):
-            div["model"] = model = [model]
-        if not isinstance(model, list) or not model or not all(isinstance(m, str) for m in model):
-            raise fail("divergence.model must be a non-empty list of behaviour model names")
-        if div.get("versions") is not None and _versions_problem(div["versions"]):
-            raise fail(f"divergence.versions {_versions_problem(div['versions'])}")
-        for key in ("reference", "note"):
-            if div.get(key) is not None and not isinstance(div[key], str):
-                raise fail(f"divergence.{key} must be a string, got {_kind(div[key])}")
-    ack = rec.get("acknowledged")
-    if ack is not None:
-        if not isinstance(ack, dict) or not isinstance(ack.get("reference"), str) or not ack["reference"].strip():
-            raise fail("key 'acknowledged' must be an object with a non-empty string 'reference', or null")
-        if ack.get("versions") is not None and _versions_problem(ack["versions"]):
-            raise fail(f"acknowledged.versions {_versions_problem(ack['versions'])}")
+    if isinstance(div, dict) and isinstance(div.get("model"), str):  # an older writer's single model
+        div["model"] = [div["model"]]
+    problem = schema_problem(rec)
+    if problem:
+        raise ResultsError(path, n, problem)
     rec["family"] = rec.get("family") or rec["clause"].split(".")[0]
 
 

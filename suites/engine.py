@@ -71,8 +71,14 @@ def expected_outcome(clause: Clause, args: dict[str, Any], model: Sequence[str],
 
 
 def observe(adapter: Any, clause: Clause, args: dict[str, Any]) -> Outcome:
+    return call(adapter, clause.method, args)
+
+
+def call(adapter: Any, method: str, args: dict[str, Any]) -> Outcome:
+    """The outcome of one adapter call on a copy of ``args``; a call that changes its
+    inputs is a crash (a lookup never changes what it is given)."""
     given_args = copy.deepcopy(args)
-    outcome = invoke(getattr(adapter, clause.method), **given_args)
+    outcome = invoke(getattr(adapter, method), **given_args)
     for name, value in args.items():  # a lookup never changes what it is given
         if isinstance(value, np.ndarray) and value.tobytes() != given_args[name].tobytes():
             return Outcome(crash=f"the adapter changed its input {name!r} in place")

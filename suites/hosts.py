@@ -53,9 +53,21 @@ class SnippetJob:
     inputs: dict
 
 
-def run_job(adapter: Any, job: Job | SnippetJob) -> dict:
+@dataclass(frozen=True)
+class CallJob:
+    """One call of an adapter method on given inputs (reports.compare): its outcome's fields."""
+    method: str
+    inputs: dict
+
+
+def run_job(adapter: Any, job: Job | SnippetJob | CallJob) -> dict:
     if isinstance(job, SnippetJob):
         return {"snippet": engine.snippet_of(adapter, job.method, job.inputs)}
+    if isinstance(job, CallJob):
+        if not callable(getattr(adapter, job.method, None)):
+            return {"crash": f"the adapter has no {job.method}()"}
+        outcome = engine.call(adapter, job.method, job.inputs)
+        return {"value": outcome.value, "failure": outcome.failure, "message": outcome.message, "crash": outcome.crash}
     clause = load_all()[job.clause]
     rec = engine.run_check(adapter, clause, profile=job.profile, seed=job.seed, divergence=job.divergence,
                            run_seed=job.run_seed, journal=job.journal)
@@ -211,7 +223,7 @@ class WorkerHost:
         child.close()
         self.conn = parent
 
-    def run_spec(self, spec: str, job: Job | SnippetJob) -> dict:
+    def run_spec(self, spec: str, job: Job | SnippetJob | CallJob) -> dict:
         rec = self._ask(spec, job)
         died = rec.pop("_died", None)
         if died is None or not isinstance(job, Job) or job.journal is not None:
@@ -245,7 +257,7 @@ class WorkerHost:
         snippet = self._ask(spec, SnippetJob(clause.method, inputs)).get("snippet")
         return engine.crash_record(clause, inputs, caps, what, snippet)
 
-    def _ask(self, spec: str, job: Job | SnippetJob) -> dict:
+    def _ask(self, spec: str, job: Job | SnippetJob | CallJob) -> dict:
         """One request to the worker (started if need be); a death is ``{"_died": exit code}``."""
         if self.proc is None or not self.proc.is_alive():
             self._start()

@@ -25,6 +25,7 @@ from . import divergences as divs
 from . import engine
 from .catalogue import CLAUSES, family_clauses, load_all
 from .hosts import BuiltinHost, Job, LocalHost, WorkerHost, set_parallelism
+from .statuses import PASSING, SKIPPING
 
 # --hypothesis-profile NAME is read by hypothesis's own pytest plugin, which refuses
 # a name it does not know: register the suite's profiles it lacks ("thorough")
@@ -34,8 +35,6 @@ for _name in engine.PROFILES:
     except hypothesis.errors.InvalidArgument:
         hypothesis.settings.register_profile(_name, max_examples=engine.PROFILES[_name]["max_examples"])
 
-PASSING = {"conforms", "diverges"}
-SKIPPING = {"not_applicable", "unavailable"}
 ENTRY_POINT_GROUP = "embedding_conformance.adapters"
 STASH = pytest.StashKey["Conformance"]()
 
@@ -211,7 +210,7 @@ def pytest_configure(config):
     conf = Conformance(entries, declared, profile, None if profile == "ci" else int(seed),
                        Path(config.getoption("report_dir")), workers=workers)
     config.stash[STASH] = conf
-    config.pluginmanager.register(Recorder(conf), "conformance-recorder")
+    config.pluginmanager.register(Recorder(conf, config), "conformance-recorder")
 
 
 def _all_models() -> list[str]:
@@ -307,16 +306,31 @@ def pytest_collection_finish(session):
             conf.pending[(name, clause_id)] = entry.host.submit(conf.job(entry, clause_id))
 
 
+def _junit_names(config, report, record: dict) -> None:
+    """--junitxml: a check's testcase is named by its clause, its class by its adapter
+    (set where junitxml writes, the xdist controller included)."""
+    if config is None or not getattr(config.option, "xmlpath", None):
+        return
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        reporter = xml.node_reporter(report)
+        reporter.add_attribute("classname", record["adapter"])
+        reporter.add_attribute("name", record["clause"])
+
+
 class Recorder:
     """Gathers records (from xdist workers too) and writes the report at the end."""
 
-    def __init__(self, conf: Conformance):
-        self.conf = conf
+    def __init__(self, conf: Conformance, config=None):
+        self.conf, self.config = conf, config
 
     def pytest_runtest_logreport(self, report):
         for key, value in getattr(report, "user_properties", ()):
             if key == "conformance" and report.when == "call":
                 self.conf.records.append(value)
+                _junit_names(self.config, report, value)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session, exitstatus):

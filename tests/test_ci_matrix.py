@@ -213,7 +213,7 @@ def test_workflow_matrix_is_the_nox_cells(workflow):
     strategy = cell["strategy"]
     assert strategy["fail-fast"] is False
     assert strategy["matrix"] == {"cell": "${{ fromJSON(needs.plan.outputs.cells) }}"}
-    runs = [s.get("run", "") for s in cell["steps"]]
+    runs = [line.strip() for s in cell["steps"] for line in s.get("run", "").splitlines()]
     assert 'nox -s "cell(${{ matrix.cell }})"' in runs
     # every cell uploads its results, even when it failed; the merge runs whatever happened
     uploads = [s for s in cell["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
@@ -286,3 +286,13 @@ def test_summarize_names_the_failing_checks(tmp_path):
     assert [(r["adapter"], r["status"]) for r in failing] == [("tf.nn.embedding_lookup", "violates"),
                                                               ("tf_keras.layers.Embedding", "stale")]
     assert nf.read_records(tmp_path / "missing") == []
+
+
+def test_each_cell_keeps_its_compile_caches_between_runs(workflow):
+    steps = workflow["jobs"]["cell"]["steps"]
+    cache = next(s for s in steps if s.get("name") == "Cache compiled functions")
+    assert "matrix.cell" in cache["with"]["key"] and "noxfile.py" in cache["with"]["key"]
+    run = next(s for s in steps if s.get("name") == "Run the cell")
+    for var in ("TORCHINDUCTOR_CACHE_DIR", "JAX_COMPILATION_CACHE_DIR", "TF_XLA_FLAGS", "TMPDIR"):
+        assert "compile-cache" in run["env"][var], var
+    assert steps.index(cache) < steps.index(run)

@@ -5,19 +5,16 @@ snippet the report shows reproduces its behaviour in a fresh process."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from adapters import registry
 from suites.catalogue import load_all
+from reports.replay import judge, replay
 from reports.results import acknowledged, gate_failing
 from tests.conftest import SCORES
-from tests.runner import ROOT, by_check, run_suite
+from tests.runner import by_check, run_suite
 
 # Every built-in adapter, every mode and Keras backend: the whole suite as the
 # README's first command runs it, held to the bar on every commit.
@@ -103,71 +100,17 @@ def test_another_seed_gives_the_same_status_everywhere(ci_run, tmp_path):
 
 # --- reproduction snippets ------------------------------------------------------------------
 
-REPLAY = Path(__file__).with_name("snippet_replay.py")
-
-
-def _observed_parts(obs: dict) -> list[dict]:
-    if "parts" in obs:
-        return obs["parts"]
-    return [{"failure": obs["failure"]}] if "failure" in obs else [obs]
-
-
-def _judge(r: dict, got: dict) -> str | None:
-    """The snippet's run against what the adapter returned in the suite: the same
-    failure kinds, and arrays of the same dtype, shape and bytes (NaN payloads, -0.0,
-    bfloat16 bits)."""
-    where = f"{r['adapter']} {r['clause']}"
-    if "raised" in got:
-        return f"{where}: the snippet broke: {got['raised']}"
-    want = _observed_parts(r["observed"])
-    have = got["parts"]
-    if len(want) != len(have):
-        return f"{where}: {len(have)} results from the snippet, {len(want)} observed"
-    for k, (w, h) in enumerate(zip(want, have)):
-        if "failure" in w:
-            if h.get("failure") != w["failure"]:
-                return f"{where} result {k}: observed failure {w['failure']}, the snippet gave {str(h)[:300]}"
-        elif (h.get("dtype"), h.get("shape")) != (w["dtype"], w["shape"]) or (w.get("hex") and h.get("hex") != w["hex"]):
-            return (f"{where} result {k}: observed {w['dtype']}{w['shape']} {str(w.get('hex'))[:80]}, the snippet "
-                    f"gave {h.get('dtype')}{h.get('shape')} {str(h.get('hex') or h)[:80]}")
-    return None
-
-
-def _replay(group: list[tuple[dict, Path]], tmp_path: Path, key: str, env: dict) -> list[dict]:
-    """Run one framework group's snippets in one fresh process (one import), cwd outside the project."""
-    jobs = tmp_path / f"jobs-{key}.json"
-    module = lambda r: registry.BY_NAME[r["adapter"]].factory.partition(":")[0]
-    jobs.write_text(json.dumps([{"path": str(p), "module": module(r), "sharded": load_all()[r["clause"]].method ==
-                                 "lookup_sharded"} for r, p in group]))
-    proc = subprocess.run([sys.executable, str(REPLAY), str(ROOT), str(jobs)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=1800)
-    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    return results + [{"raised": f"the replay process ended early: {proc.stderr[-300:]}"}] * (len(group) - len(results))
-
-
 def test_every_snippet_reproduces_its_behaviour_in_a_fresh_process(ci_run, tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
-
     _, records, _ = ci_run
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     # every snippet of a built-in framework adapter (lookups, gradients, max_norm's table
-    # after, masks, loaded tables): what a report reader pastes to reproduce a finding
+    # after, masks, loaded tables, sharded and pooled lookups): what a report reader pastes
     todo = [r for r in records if r.get("snippet") and r.get("observed") and r["adapter"] in registry.BY_NAME
-            and r["adapter"] != "numpy" and "crash" not in r["observed"]]
-    groups: dict[tuple, list] = {}
-    for k, r in enumerate(todo):
+            and r["adapter"] != "numpy"]
+    for r in todo:
         assert not re.search(r"^\s*(from|import)\s+(adapters|suites|reports|tests)\b", r["snippet"], re.M), \
             f"{r['adapter']} {r['clause']}: the snippet imports the suite"
-        path = tmp_path / f"snippet{k}.py"
-        path.write_text(r["snippet"])
-        b = registry.BY_NAME[r["adapter"]]
-        groups.setdefault((b.group, b.env), []).append((r, path))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        futures = {key: pool.submit(_replay, group, tmp_path, str(n), {**env, **dict(key[1])})
-                   for n, (key, group) in enumerate(groups.items())}
-        wrong = [w for key, group in groups.items()
-                 for (r, _), got in zip(group, futures[key].result()) if (w := _judge(r, got))]
+    results = replay(todo, tmp_path)
+    wrong = [w for r, got in zip(todo, results) if (w := judge(r, got))]
     methods = sorted({load_all()[r["clause"]].method for r in todo})
     SCORES.append(f"reproduction snippets: {len(todo) - len(wrong)}/{len(todo)} reproduce their bits and failure "
                   f"kinds in a fresh process ({', '.join(methods)})")

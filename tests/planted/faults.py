@@ -708,4 +708,4 @@ ALL = [cls for cls in list(globals().values())
 
 
 def clauses_broken(cls) -> tuple[str, ...]:
-    return (cls.breaks,) if isinstance(cls.breaks, str) else tuple(cls.breaks)
+    return tuple(c for c in ((cls.breaks,) if isinstance(cls.breaks, str) else cls.breaks) if c)

@@ -1,6 +1,6 @@
 """Replays reproduction snippets in a fresh process, as a reader who pastes one does.
 
-    python snippet_replay.py PROJECT_ROOT JOBS.json
+    python snippet_child.py PROJECT_ROOT JOBS.json   (reports/replay.py starts it)
 
 JOBS.json is a list of {"path", "module", "sharded"}: a snippet file, the adapter
 module whose ``classify`` names the contract failure an exception stands for, and
