@@ -8,7 +8,7 @@ through an arithmetic unit and every bit (NaN payloads, -0.0, subnormals) stays.
 
 A behaviour model is a sequence of named steps. *Transforms* change the table
 or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``, ``bool_as_int``,
-``narrow_to_int32``, ``cast_ids_to_int32``, ``x64_off``); *resolvers* claim some
+``narrow_to_int32``, ``cast_ids_to_int32``, ``x64_off``, ``uint64_as_int64``, ``ids_rank_one``); *resolvers* claim some
 ids and say what comes back for them (``broadcast_single_row``,
 ``wrap_negative``, ``fill_nan``, ``fill_zero``, ``clip``), the first to claim an
 id wins; *finishers* change the result (``canonicalize_bf16_nan``,
@@ -99,6 +99,19 @@ def _ids_via_table_dtype(table, ids):
     return table, ids
 
 
+def _uint64_as_int64(table, ids):
+    # NumPy's take casts ids to intp with the 'same_kind' rule: uint64 ids past 2**63 - 1
+    # are read as int64 (two's complement), so 2**64 - 1 is -1
+    return table, (ids.astype(np.int64) if ids.dtype == np.uint64 else ids)
+
+
+def _ids_rank_one(table, ids):
+    # the array API standard's take: "indices: the array must be one-dimensional"
+    if np.ndim(ids) != 1:
+        raise InvalidIds(f"ids of rank {np.ndim(ids)}: the API takes one-dimensional ids only")
+    return table, ids
+
+
 TRANSFORMS = {
     "truncate_float_ids": _truncate_float_ids,
     "ids_via_table_dtype": _ids_via_table_dtype,
@@ -106,6 +119,8 @@ TRANSFORMS = {
     "narrow_to_int32": _narrow_to_int32,
     "cast_ids_to_int32": _cast_ids_to_int32,
     "x64_off": _x64_off,
+    "uint64_as_int64": _uint64_as_int64,
+    "ids_rank_one": _ids_rank_one,
 }
 
 
