@@ -15,6 +15,7 @@ there (the child imports it), so nothing of the framework's state is shared.
 """
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import multiprocessing
 import os
@@ -27,6 +28,9 @@ class ProcessKilled(RuntimeError):
 
 
 def _child(conn, module: str, function: str, preload: tuple[str, ...]) -> None:
+    # the parent reports a killed child; a traceback dump of it (pytest enables
+    # faulthandler) would only add noise to its output
+    faulthandler.disable()
     try:
         for name in preload:
             importlib.import_module(name)

@@ -139,11 +139,18 @@ _RUNTIME_MESSAGES: tuple[tuple[str, str, type[LookupFailure]], ...] = (
     # onnxruntime refuses a feed whose dtype is not the one the model declares (tf2onnx
     # declares a bfloat16 input as float16): a framework failure, no contract kind
     ("InvalidArgument", "Unexpected input data type", LookupFailure),
+    # onnxruntime refuses the model itself (tf2onnx writes a Gather with int16 indices,
+    # which the ONNX Gather does not take): a framework failure, no contract kind
+    ("InvalidGraph", "This is an invalid model", LookupFailure),
+    # OpenVINO's ONNX frontend cannot read the model (a Gather from an initializer with
+    # no rows): a framework failure, no contract kind
+    ("RuntimeError", "Model wasn't fully converted", LookupFailure),
 )
 
 
-def classify(exc: BaseException) -> LookupFailure | None:
-    """The contract failure an exporter's or a runtime's exception stands for."""
+def classify(exc: BaseException, ids_dtype: np.dtype | None = None) -> LookupFailure | None:
+    """The contract failure an exporter's or a runtime's exception stands for
+    (``ids_dtype``: the ids' dtype, which TensorFlow's dtype errors are read against)."""
     if isinstance(exc, LookupFailure):
         return exc
     text = str(exc)
@@ -157,27 +164,22 @@ def classify(exc: BaseException) -> LookupFailure | None:
         from .torch_adapter import classify as torch_classify
 
         return torch_classify(exc)
-    if type(exc).__module__.startswith(("tensorflow", "tf2onnx")):
-        from .tf_adapter import classify as tf_classify
+    # tf2onnx traces the tf.function: TensorFlow's own errors (a TypeError naming the
+    # ids' dtype among GatherV2's allowed ones, ...)
+    from .tf_adapter import classify as tf_classify
 
-        return tf_classify(exc)
-    return None
-
-
-class _Translate:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc is None or isinstance(exc, LookupFailure) or not isinstance(exc, Exception):
-            return False
-        failure = classify(exc)
-        if failure is None:
-            return False
-        raise failure from exc
+    return tf_classify(exc, None if ids_dtype is None else np.dtype(ids_dtype))
 
 
-_TRANSLATE = _Translate()
+def translated(exc: Exception, ids: np.ndarray) -> Exception:
+    """What an adapter raises for ``exc``: its contract failure, or ``exc`` itself."""
+    if isinstance(exc, LookupFailure):
+        return exc
+    failure = classify(exc, ids.dtype)
+    if failure is None:
+        return exc
+    failure.__cause__ = exc
+    return failure
 
 
 # --- capabilities -------------------------------------------------------------------
@@ -266,11 +268,18 @@ class OnnxLookup:
         self._exports = Exports(exporter)
         self._run = load_source(RUNNERS[runtime], ["import numpy as np", "import ml_dtypes",
                                                    *RUNNER_IMPORTS[runtime]])["run"]
+        if runtime == "onnxruntime":
+            import onnxruntime
+
+            # errors only (no log line per refused id: the exception says it); logging alone
+            onnxruntime.set_default_logger_severity(3)
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        with _TRANSLATE:
+        try:
             model, feeds = self._exports.model(table, ids)
             return np.asarray(self._run(model, feeds))
+        except Exception as exc:
+            raise translated(exc, ids) from None
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
         if op != "lookup":

@@ -15,10 +15,12 @@ OpenVINO is imported lazily: importing this module imports no framework.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .contract import Description, LookupFailure, methods_of
-from .onnx_adapter import Exports, exporter_capabilities, load_source, snippet_source
+from .onnx_adapter import Exports, exporter_capabilities, load_source, snippet_source, translated
 from .onnx_adapter import classify as onnx_classify
 
 RUNNERS = {
@@ -47,25 +49,39 @@ def classify(exc: BaseException) -> LookupFailure | None:
     return onnx_classify(exc)
 
 
+_runner: dict[str, Any] = {}
+
+
+def child_run(model, feeds) -> np.ndarray:
+    """Runs in the child process: the very ``run`` a snippet prints."""
+    run = _runner.get("run")
+    if run is None:
+        run = _runner["run"] = load_source(RUNNERS["openvino"], ["import numpy as np", "import ml_dtypes",
+                                                                *RUNNER_IMPORTS["openvino"]])["run"]
+    return run(model, feeds)
+
+
 class OpenVinoLookup:
     name = "openvino[torch.onnx]"
     framework = "openvino"
     capabilities = CAPABILITIES
 
     def __init__(self):
+        from .isolation import Isolated
+
+        # OpenVINO's CPU plugin kills its process with SIGFPE on some valid inputs: every
+        # compile and run happens in a child process (adapters/isolation.py), started
+        # before torch exports anything here
+        self._run = Isolated(__name__, "child_run", preload=("openvino",), label="OpenVINO (CPU plugin)")
+        self._run.ready()
         self._exports = Exports("torch.onnx")
-        self._run = load_source(RUNNERS["openvino"], ["import io", "import numpy as np", "import ml_dtypes",
-                                                     *RUNNER_IMPORTS["openvino"]])["run"]
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         try:
             model, feeds = self._exports.model(table, ids)
             return self._run(model, feeds)
         except Exception as exc:
-            failure = None if isinstance(exc, LookupFailure) else classify(exc)
-            if failure is None:
-                raise
-            raise failure from exc
+            raise translated(exc, ids) from None
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
         if op != "lookup":

@@ -7,12 +7,14 @@ out_of_range. Rows are moved as unsigned-integer views, so no float ever passes
 through an arithmetic unit and every bit (NaN payloads, -0.0, subnormals) stays.
 
 A behaviour model is a sequence of named steps. *Transforms* change the table
-or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``, ``bool_as_int``,
-``narrow_to_int32``, ``cast_ids_to_int32``, ``x64_off``, ``uint64_as_int64``, ``ids_rank_one``); *resolvers* claim some
-ids and say what comes back for them (``broadcast_single_row``,
-``wrap_negative``, ``fill_nan``, ``fill_zero``, ``clip``), the first to claim an
-id wins; *finishers* change the result (``canonicalize_bf16_nan``,
-``empty_table_returns_table``, ``one_hot_matmul``). Ids no resolver claims are
+or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``,
+``bool_as_int``, ``narrow_to_int32``, ``cast_ids_to_int32``, ``x64_off``,
+``uint64_as_int64``, ``ids_rank_one``, ``tf2onnx_onnxruntime_refuses``,
+``openvino_empty_table_fails``); *resolvers* claim some ids and say what comes back
+for them (``broadcast_single_row``, ``wrap_negative``, ``fill_nan``, ``fill_zero``,
+``clip``), the first to claim an id wins; *finishers* change the result
+(``canonicalize_bf16_nan``, ``empty_table_returns_table``, ``one_hot_matmul``,
+``openvino_cpu_constants``). Ids no resolver claims are
 resolved by the contract. The contract itself is the empty model ``()``.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .contract import INT_DTYPES, InvalidIds, InvalidTable, OutOfRange
+from .contract import INT_DTYPES, InvalidIds, InvalidTable, LookupFailure, OutOfRange
 
 Model = Sequence[str]
 CONTRACT: Model = ()
@@ -112,6 +114,25 @@ def _ids_rank_one(table, ids):
     return table, ids
 
 
+def _tf2onnx_onnxruntime_refuses(table, ids):
+    # tf2onnx declares a bfloat16 input FLOAT16 (its TF_TO_ONNX_DTYPE map) and writes a
+    # Gather with int16 indices, which ONNX's Gather does not take: onnxruntime refuses
+    # the feed or the model, for every id dtype TensorFlow converts (others fail earlier)
+    if ids.dtype.name in ("int16", "int32", "int64") and (
+            table.dtype.name == "bfloat16" or ids.dtype.name == "int16"):
+        raise LookupFailure(f"onnxruntime refuses the tf2onnx model of a {table.dtype.name} table "
+                            f"with {ids.dtype.name} ids")
+    return table, ids
+
+
+def _openvino_empty_table_fails(table, ids):
+    # OpenVINO's ONNX frontend cannot convert a Gather from a constant with no rows
+    # ('Model wasn't fully converted ... Accessing out-of-range dimension'), whatever the ids
+    if table.shape[0] == 0 and ids.dtype.kind in "iu":
+        raise LookupFailure("OpenVINO's ONNX frontend cannot convert a Gather from a table with no rows")
+    return table, ids
+
+
 TRANSFORMS = {
     "truncate_float_ids": _truncate_float_ids,
     "ids_via_table_dtype": _ids_via_table_dtype,
@@ -121,6 +142,8 @@ TRANSFORMS = {
     "x64_off": _x64_off,
     "uint64_as_int64": _uint64_as_int64,
     "ids_rank_one": _ids_rank_one,
+    "tf2onnx_onnxruntime_refuses": _tf2onnx_onnxruntime_refuses,
+    "openvino_empty_table_fails": _openvino_empty_table_fails,
 }
 
 
@@ -202,6 +225,57 @@ def _xla_bf16_via_f32(table, ids, out):
     return either
 
 
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+# (exponent, mantissa) bit masks
+_MASKS = {"float32": (0x7F800000, 0x007FFFFF), "bfloat16": (0x7F80, 0x007F)}
+
+
+def _has_subnormal(a: np.ndarray) -> bool:
+    exponent, mantissa = _MASKS[a.dtype.name]
+    bits = a.view(_bits_dtype(a.dtype))
+    return bool((((bits & exponent) == 0) & ((bits & mantissa) != 0)).any())
+
+
+def _flush_zero_exponent(a: np.ndarray) -> np.ndarray:
+    exponent, _ = _MASKS[a.dtype.name]
+    bits = a.view(_bits_dtype(a.dtype)).copy()
+    bits[(bits & exponent) == 0] = 0
+    return bits.view(a.dtype)
+
+
+def _via_float32_clamped(a: np.ndarray) -> np.ndarray:
+    # float64 -> float32 as OpenVINO converts a constant: clamped to +-FLT_MAX (infinities
+    # too), then the hardware conversion (round to nearest even; NaNs quieted, sign and top
+    # payload bits kept)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(np.isnan(a), a, np.clip(a, -_FLT_MAX, _FLT_MAX)).astype(np.float32)
+
+
+def _openvino_cpu_constants(table, ids, out):
+    # OpenVINO's CPU plugin holds the table as a constant of the compiled model. A float32
+    # or bfloat16 constant holding any subnormal is flushed: each element with a zero
+    # exponent (subnormals and -0.0) becomes +0.0; one without subnormals is kept. A float16
+    # constant is computed in float32, so signalling NaNs come back quiet. A float64
+    # constant is converted to float32 (_via_float32_clamped), flushed as a float32 one,
+    # and the result converted back.
+    name = out.dtype.name
+    if name in ("float32", "bfloat16"):
+        return _flush_zero_exponent(out) if _has_subnormal(table) else out
+    if name == "float16":
+        bits = out.view(np.uint16).copy()
+        nan = ((bits & 0x7C00) == 0x7C00) & ((bits & 0x03FF) != 0)
+        bits[nan] |= 0x0200
+        return bits.view(out.dtype)
+    if name == "float64":
+        narrow = _via_float32_clamped(out)
+        if _has_subnormal(_via_float32_clamped(table)):
+            narrow = _flush_zero_exponent(narrow)
+        return narrow.astype(np.float64)
+    return out
+
+
 def _empty_table_returns_table(table, ids, out):
     # jnp.take short-cuts a zero-size gather by returning its operand unchanged
     return table.copy() if table.shape[0] == 0 and ids.size == 0 else out
@@ -211,6 +285,7 @@ FINISHERS = {
     "canonicalize_bf16_nan": _canonicalize_bf16_nan,
     "empty_table_returns_table": _empty_table_returns_table,
     "xla_bf16_via_f32": _xla_bf16_via_f32,
+    "openvino_cpu_constants": _openvino_cpu_constants,
 }
 
 MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows",
