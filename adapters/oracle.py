@@ -9,7 +9,8 @@ through an arithmetic unit and every bit (NaN payloads, -0.0, subnormals) stays.
 A behaviour model is a sequence of named steps. *Transforms* change the table
 or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``,
 ``bool_as_int``, ``narrow_to_int32``, ``cast_ids_to_int32``, ``x64_off``,
-``uint64_as_int64``, ``ids_rank_one``, ``tf2onnx_onnxruntime_refuses``,
+``uint64_as_int64``, ``uint64_ids_refused``, ``uint64_ids_refused_by_value``, ``ids_rank_one``,
+``tf2onnx_onnxruntime_refuses``,
 ``openvino_empty_table_fails``); *resolvers* claim some ids and say what comes back
 for them (``broadcast_single_row``, ``wrap_negative``, ``fill_nan``, ``fill_zero``,
 ``clip``), the first to claim an id wins; *finishers* change the result
@@ -107,6 +108,21 @@ def _uint64_as_int64(table, ids):
     return table, (ids.astype(np.int64) if ids.dtype == np.uint64 else ids)
 
 
+def _uint64_ids_refused(table, ids):
+    # NumPy before 2.1: np.take casts ids to intp with the 'safe' rule, which uint64 fails
+    if ids.dtype == np.uint64:
+        raise InvalidIds("uint64 ids do not cast safely to intp")
+    return table, ids
+
+
+def _uint64_ids_refused_by_value(table, ids):
+    # NumPy 1.x: as uint64_ids_refused, but a 0-d array is cast by its value (value-based
+    # casting, before NEP 50): one below 2**63 is taken as an int64
+    if ids.dtype == np.uint64 and (ids.ndim > 0 or int(ids) >= 2**63):
+        raise InvalidIds("uint64 ids do not cast safely to intp")
+    return table, (ids.astype(np.int64) if ids.dtype == np.uint64 else ids)
+
+
 def _ids_rank_one(table, ids):
     # the array API standard's take: "indices: the array must be one-dimensional"
     if np.ndim(ids) != 1:
@@ -141,6 +157,8 @@ TRANSFORMS = {
     "cast_ids_to_int32": _cast_ids_to_int32,
     "x64_off": _x64_off,
     "uint64_as_int64": _uint64_as_int64,
+    "uint64_ids_refused": _uint64_ids_refused,
+    "uint64_ids_refused_by_value": _uint64_ids_refused_by_value,
     "ids_rank_one": _ids_rank_one,
     "tf2onnx_onnxruntime_refuses": _tf2onnx_onnxruntime_refuses,
     "openvino_empty_table_fails": _openvino_empty_table_fails,
