@@ -13,7 +13,8 @@ Both exporters write an ONNX ``Gather(axis=0)``, whose rules are the ONNX spec's
 negative indices count from the back, and out-of-range handling is each runtime's.
 
 Exports are cached per signature (table dtype and shape, ids dtype and shape: the
-export is static, the exporter's default), failures included. With torch.onnx the
+export is static, the exporter's default), failures included, and shared by the
+columns of one exporter in a process. With torch.onnx the
 table is a weight: a later example of the same signature sets its values with
 ``ONNXProgram.apply_weights`` (torch.onnx's documented way of giving an exported
 program new weights) instead of exporting again; a snippet exports afresh. The
@@ -257,6 +258,17 @@ class Exports:
         return program, {"params": table, "ids": ids}
 
 
+_SHARED: dict[str, Exports] = {}
+
+
+def exports_for(exporter: str) -> Exports:
+    """One cache per exporter and process: the onnxruntime and onnx.reference columns of an
+    exporter share a worker, so each signature is exported once for both."""
+    if exporter not in _SHARED:
+        _SHARED[exporter] = Exports(exporter)
+    return _SHARED[exporter]
+
+
 class OnnxLookup:
     """One (runtime, exporter) column."""
 
@@ -265,7 +277,7 @@ class OnnxLookup:
         self.name = f"{runtime}[{exporter}]"
         self.framework = _FRAMEWORK[runtime]
         self.capabilities = _capabilities(runtime, exporter)
-        self._exports = Exports(exporter)
+        self._exports = exports_for(exporter)
         self._run = load_source(RUNNERS[runtime], ["import numpy as np", "import ml_dtypes",
                                                    *RUNNER_IMPORTS[runtime]])["run"]
         if runtime == "onnxruntime":

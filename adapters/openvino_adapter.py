@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .contract import Description, LookupFailure, methods_of
-from .onnx_adapter import Exports, exporter_capabilities, load_source, snippet_source, translated
+from .onnx_adapter import exporter_capabilities, exports_for, load_source, snippet_source, translated
 from .onnx_adapter import classify as onnx_classify
 
 RUNNERS = {
@@ -70,11 +70,11 @@ class OpenVinoLookup:
         from .isolation import Isolated
 
         # OpenVINO's CPU plugin kills its process with SIGFPE on some valid inputs: every
-        # compile and run happens in a child process (adapters/isolation.py), started
-        # before torch exports anything here
+        # compile and run happens in a child process (adapters/isolation.py), so the worker
+        # it shares with the other torch.onnx columns (and their exports) survives it
         self._run = Isolated(__name__, "child_run", preload=("openvino",), label="OpenVINO (CPU plugin)")
         self._run.ready()
-        self._exports = Exports("torch.onnx")
+        self._exports = exports_for("torch.onnx")
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         try:

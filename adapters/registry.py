@@ -105,8 +105,10 @@ BUILTINS: tuple[Builtin, ...] = (
        ("onnxruntime", "tf2onnx", "onnx", "tensorflow"), "tf2onnx"),
     _b("onnx.reference[tf2onnx]", "adapters.onnx_adapter:reference_tf2onnx", TF2ONNX,
        ("onnx", "tf2onnx", "tensorflow"), "tf2onnx"),
+    # the onnx worker: it shares the torch.onnx exports (1.6 s each, ~90 a run); OpenVINO
+    # itself runs in a child process of that worker (adapters/isolation.py)
     _b("openvino[torch.onnx]", "adapters.openvino_adapter:openvino_torch", ("openvino",) + ONNX_TORCH,
-       ("openvino", "onnx", "onnxscript", "torch"), "openvino"),
+       ("openvino", "onnx", "onnxscript", "torch"), "onnx"),
     Builtin("mlx.core.take", "adapters.mlx_adapter:take", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
     Builtin("mlx.nn.Embedding", "adapters.mlx_adapter:embedding", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
     _b("array_api_strict.take", "adapters.array_api_adapter:take", ("array_api_strict",), ("array-api-strict",),
