@@ -9,12 +9,14 @@ through an arithmetic unit and every bit (NaN payloads, -0.0, subnormals) stays.
 A behaviour model is a sequence of named steps. *Transforms* change the table
 or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``, ``bool_as_int``,
 ``narrow_to_int32``, ``cast_ids_to_int32``, ``cast_ids_to_int32_saturating``,
-``float_ids_via_float32``, ``x64_off``, ``bf16_nan_as_ffff``, ``table_rows_fit_ids_dtype``);
-*resolvers* claim some ids and say what comes back for them (``broadcast_single_row``,
-``wrap_negative``, ``wrap_negative_in_id_dtype``, ``fill_nan``, ``fill_zero``,
-``clip``), the first to claim an id wins; *finishers* change the result
-(``canonicalize_bf16_nan``, ``empty_table_returns_table``, ``one_hot_matmul``). Ids no
-resolver claims are resolved by the contract. The contract itself is the empty model ``()``.
+``float_ids_via_float32``, ``x64_off``, ``bf16_nan_as_ffff``, ``table_rows_fit_ids_dtype``,
+``uint64_as_int64``, ``uint64_ids_refused``, ``uint64_ids_refused_by_value``, ``ids_rank_one``,
+``tf2onnx_onnxruntime_refuses``, ``openvino_empty_table_fails``); *resolvers* claim some ids and
+say what comes back for them (``broadcast_single_row``, ``wrap_negative``,
+``wrap_negative_in_id_dtype``, ``fill_nan``, ``fill_zero``, ``clip``), the first to claim an id
+wins; *finishers* change the result (``canonicalize_bf16_nan``, ``empty_table_returns_table``,
+``one_hot_matmul``, ``openvino_cpu_constants``). Ids no resolver claims are resolved by the
+contract. The contract itself is the empty model ``()``.
 
 Float ids meet two casts to int32 in the wild: C's (TensorFlow's and torch's CPU
 kernels: a value int32 cannot hold, NaN and infinities included, becomes INT_MIN, the
@@ -164,6 +166,53 @@ def _ids_via_table_dtype(table, ids):
     return table, ids
 
 
+def _uint64_as_int64(table, ids):
+    # NumPy's take casts ids to intp with the 'same_kind' rule: uint64 ids past 2**63 - 1
+    # are read as int64 (two's complement), so 2**64 - 1 is -1
+    return table, (ids.astype(np.int64) if ids.dtype == np.uint64 else ids)
+
+
+def _uint64_ids_refused(table, ids):
+    # NumPy before 2.1: np.take casts ids to intp with the 'safe' rule, which uint64 fails
+    if ids.dtype == np.uint64:
+        raise InvalidIds("uint64 ids do not cast safely to intp")
+    return table, ids
+
+
+def _uint64_ids_refused_by_value(table, ids):
+    # NumPy 1.x: as uint64_ids_refused, but a 0-d array is cast by its value (value-based
+    # casting, before NEP 50): one below 2**63 is taken as an int64
+    if ids.dtype == np.uint64 and (ids.ndim > 0 or int(ids) >= 2**63):
+        raise InvalidIds("uint64 ids do not cast safely to intp")
+    return table, (ids.astype(np.int64) if ids.dtype == np.uint64 else ids)
+
+
+def _ids_rank_one(table, ids):
+    # the array API standard's take: "indices: the array must be one-dimensional"
+    if np.ndim(ids) != 1:
+        raise InvalidIds(f"ids of rank {np.ndim(ids)}: the API takes one-dimensional ids only")
+    return table, ids
+
+
+def _tf2onnx_onnxruntime_refuses(table, ids):
+    # tf2onnx declares a bfloat16 input FLOAT16 (its TF_TO_ONNX_DTYPE map) and writes a
+    # Gather with int16 indices, which ONNX's Gather does not take: onnxruntime refuses
+    # the feed or the model, for every id dtype TensorFlow converts (others fail earlier)
+    if ids.dtype.name in ("int16", "int32", "int64") and (
+            table.dtype.name == "bfloat16" or ids.dtype.name == "int16"):
+        raise LookupFailure(f"onnxruntime refuses the tf2onnx model of a {table.dtype.name} table "
+                            f"with {ids.dtype.name} ids")
+    return table, ids
+
+
+def _openvino_empty_table_fails(table, ids):
+    # OpenVINO's ONNX frontend cannot convert a Gather from a constant with no rows
+    # ('Model wasn't fully converted ... Accessing out-of-range dimension'), whatever the ids
+    if table.shape[0] == 0 and ids.dtype.kind in "iu":
+        raise LookupFailure("OpenVINO's ONNX frontend cannot convert a Gather from a table with no rows")
+    return table, ids
+
+
 TRANSFORMS = {
     "truncate_float_ids": _truncate_float_ids,
     "ids_via_table_dtype": _ids_via_table_dtype,
@@ -175,6 +224,12 @@ TRANSFORMS = {
     "x64_off": _x64_off,
     "bf16_nan_as_ffff": _bf16_nan_as_ffff,
     "table_rows_fit_ids_dtype": _table_rows_fit_ids_dtype,
+    "uint64_as_int64": _uint64_as_int64,
+    "uint64_ids_refused": _uint64_ids_refused,
+    "uint64_ids_refused_by_value": _uint64_ids_refused_by_value,
+    "ids_rank_one": _ids_rank_one,
+    "tf2onnx_onnxruntime_refuses": _tf2onnx_onnxruntime_refuses,
+    "openvino_empty_table_fails": _openvino_empty_table_fails,
 }
 
 
@@ -274,6 +329,57 @@ def _xla_bf16_via_f32(table, ids, out):
     return either
 
 
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+# (exponent, mantissa) bit masks
+_MASKS = {"float32": (0x7F800000, 0x007FFFFF), "bfloat16": (0x7F80, 0x007F)}
+
+
+def _has_subnormal(a: np.ndarray) -> bool:
+    exponent, mantissa = _MASKS[a.dtype.name]
+    bits = a.view(_bits_dtype(a.dtype))
+    return bool((((bits & exponent) == 0) & ((bits & mantissa) != 0)).any())
+
+
+def _flush_zero_exponent(a: np.ndarray) -> np.ndarray:
+    exponent, _ = _MASKS[a.dtype.name]
+    bits = a.view(_bits_dtype(a.dtype)).copy()
+    bits[(bits & exponent) == 0] = 0
+    return bits.view(a.dtype)
+
+
+def _via_float32_clamped(a: np.ndarray) -> np.ndarray:
+    # float64 -> float32 as OpenVINO converts a constant: clamped to +-FLT_MAX (infinities
+    # too), then the hardware conversion (round to nearest even; NaNs quieted, sign and top
+    # payload bits kept)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(np.isnan(a), a, np.clip(a, -_FLT_MAX, _FLT_MAX)).astype(np.float32)
+
+
+def _openvino_cpu_constants(table, ids, out):
+    # OpenVINO's CPU plugin holds the table as a constant of the compiled model. A float32
+    # or bfloat16 constant holding any subnormal is flushed: each element with a zero
+    # exponent (subnormals and -0.0) becomes +0.0; one without subnormals is kept. A float16
+    # constant is computed in float32, so signalling NaNs come back quiet. A float64
+    # constant is converted to float32 (_via_float32_clamped), flushed as a float32 one,
+    # and the result converted back.
+    name = out.dtype.name
+    if name in ("float32", "bfloat16"):
+        return _flush_zero_exponent(out) if _has_subnormal(table) else out
+    if name == "float16":
+        bits = out.view(np.uint16).copy()
+        nan = ((bits & 0x7C00) == 0x7C00) & ((bits & 0x03FF) != 0)
+        bits[nan] |= 0x0200
+        return bits.view(out.dtype)
+    if name == "float64":
+        narrow = _via_float32_clamped(out)
+        if _has_subnormal(_via_float32_clamped(table)):
+            narrow = _flush_zero_exponent(narrow)
+        return narrow.astype(np.float64)
+    return out
+
+
 def _empty_table_returns_table(table, ids, out):
     # jnp.take short-cuts a zero-size gather by returning its operand unchanged
     return table.copy() if table.shape[0] == 0 and ids.size == 0 else out
@@ -283,6 +389,7 @@ FINISHERS = {
     "canonicalize_bf16_nan": _canonicalize_bf16_nan,
     "empty_table_returns_table": _empty_table_returns_table,
     "xla_bf16_via_f32": _xla_bf16_via_f32,
+    "openvino_cpu_constants": _openvino_cpu_constants,
 }
 
 MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows",

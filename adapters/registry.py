@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class Builtin:
     distributions: tuple[str, ...]  # reported versions, first is `framework`
     group: str | None = None  # worker process key; None runs in the pytest process
     env: tuple[tuple[str, str], ...] = ()
+    pip: dict = field(default_factory=dict, hash=False, compare=False)  # distribution -> what to pip install
 
     @property
     def framework(self) -> str:
@@ -35,7 +36,9 @@ class Builtin:
         """Why this adapter cannot run here (no framework import happens), or None."""
         for mod in self.imports:
             if importlib.util.find_spec(mod) is None:
-                return f"{mod} is not installed (pip install {self.distributions[0]})"
+                # the distribution of that module where it is one of ours, else the framework's
+                dist = next((d for d in self.distributions if d.replace("-", "_") == mod), self.distributions[0])
+                return f"{mod} is not installed (pip install {self.pip.get(dist, dist)})"
         return None
 
 
@@ -62,6 +65,10 @@ TF_DISTS = ("tensorflow", "tensorflow-cpu")
 TFK = ("tf_keras", "tensorflow")
 TFK_DISTS = ("tf-keras", *TF_DISTS)
 JAX_DISTS = ("jax", "jaxlib")
+ONNX_TORCH = ("onnx", "onnxscript", "torch")  # torch.onnx.export(dynamo=True) needs onnxscript
+TF2ONNX = ("onnx", "tf2onnx", "tensorflow")
+MLX_DISTS = ("mlx", "mlx-cpu")
+MLX_PIP = {"mlx": "'mlx[cpu]'"}  # on Linux the CPU backend is an extra
 
 BUILTINS: tuple[Builtin, ...] = (
     Builtin("numpy", "adapters.numpy_adapter:NumpyAdapter", ("numpy",), ("numpy",)),
@@ -104,6 +111,25 @@ BUILTINS: tuple[Builtin, ...] = (
             env=(("KERAS_BACKEND", "tensorflow"),)),
     _b("torchrec.EmbeddingBagCollection", "adapters.torchrec_adapter:embedding_bag_collection",
        ("torchrec", "fbgemm_gpu", "torch"), ("torchrec", "fbgemm-gpu-cpu", "torch"), "torchrec"),
+    # deployment runtimes: ONNX (exported by torch.onnx or tf2onnx), OpenVINO, MLX, the array API, NumPy's own
+    _b("onnxruntime[torch.onnx]", "adapters.onnx_adapter:onnxruntime_torch", ONNX_TORCH + ("onnxruntime",),
+       ("onnxruntime", "onnx", "onnxscript", "torch"), "onnx"),
+    _b("onnx.reference[torch.onnx]", "adapters.onnx_adapter:reference_torch", ONNX_TORCH,
+       ("onnx", "onnxscript", "torch"), "onnx"),
+    _b("onnxruntime[tf2onnx]", "adapters.onnx_adapter:onnxruntime_tf2onnx", TF2ONNX + ("onnxruntime",),
+       ("onnxruntime", "tf2onnx", "onnx", "tensorflow"), "tf2onnx"),
+    _b("onnx.reference[tf2onnx]", "adapters.onnx_adapter:reference_tf2onnx", TF2ONNX,
+       ("onnx", "tf2onnx", "tensorflow"), "tf2onnx"),
+    # the onnx worker: it shares the torch.onnx exports (1.6 s each, ~90 a run); OpenVINO
+    # itself runs in a child process of that worker (adapters/isolation.py)
+    _b("openvino[torch.onnx]", "adapters.openvino_adapter:openvino_torch", ("openvino",) + ONNX_TORCH,
+       ("openvino", "onnx", "onnxscript", "torch"), "onnx"),
+    Builtin("mlx.core.take", "adapters.mlx_adapter:take", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
+    Builtin("mlx.nn.Embedding", "adapters.mlx_adapter:embedding", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
+    _b("array_api_strict.take", "adapters.array_api_adapter:take", ("array_api_strict",), ("array-api-strict",),
+       "array_api_strict"),
+    # NumPy's own indexing; the `numpy` column above is the oracle's self-check
+    Builtin("numpy.take", "adapters.numpy_take_adapter:numpy_take", ("numpy",), ("numpy",)),
 )
 
 BY_NAME = {b.name: b for b in BUILTINS}
@@ -137,6 +163,10 @@ def _matches(name: str, token: str) -> bool:
         return True
     if token.startswith("["):  # a mode or backend family: "[xla]", "[jax]"
         return token in name
+    if token in BY_NAME:
+        # an adapter's own name selects it and its variants (torch.nn.Embedding[sparse]), not
+        # another API that extends the name (numpy selects the oracle, not numpy.take)
+        return name.startswith(token + "[")
     # a prefix ends at a boundary, so "tf" selects "tf.nn..." and "tf_keras...", not "tfx"
     return name.startswith(token) and (token.endswith((".", "_", "[")) or name[len(token)] in "._[")
 
