@@ -92,7 +92,7 @@ CELLS: tuple[Cell, ...] = (
 CELLS_BY_NAME = {c.name: c for c in CELLS}
 
 # What the suite itself needs, at the versions requirements.txt pins for the default environment.
-SUITE_DISTRIBUTIONS = ("hypothesis", "pytest", "packaging", "jinja2")
+SUITE_DISTRIBUTIONS = ("hypothesis", "pytest", "packaging", "jinja2", "jsonschema")
 REPORT_DISTRIBUTIONS = ("jinja2", "jsonschema")  # the merge refuses records the results schema does not take
 
 
@@ -200,6 +200,7 @@ def cell(session: nox.Session, cell: str) -> None:
         index = os.environ.get(TORCH_INDEX_ENV)
         session.install(f"torch=={TORCH}", *(["--index-url", index] if index else []))
     session.install(*(f"{n}=={v}" for n, v in pins.items() if n != "torch"), *base_pins(SUITE_DISTRIBUTIONS))
+    session.install("--no-deps", "-e", ".")  # the suite itself: embedding_conformance and its pytest plugin
 
     wanted = {**pins, **dict(p.split("==") for p in base_pins(SUITE_DISTRIBUTIONS))}
     try:
@@ -251,6 +252,7 @@ def merge(session: nox.Session) -> None:
     if not ready:
         session.error(f"nothing to merge: no cell results under {MATRIX_DIR} (run a cell first)")
     session.install(*base_pins(REPORT_DISTRIBUTIONS))
+    session.install("--no-deps", "-e", ".")
     session.run("python", "-m", "reports", "merge", *map(str, ready), "--out", str(MERGED_DIR))
     session.log("merged %d cell(s): %s", len(ready), MERGED_DIR / "index.html")
 

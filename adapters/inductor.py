@@ -18,13 +18,13 @@ own ``TORCHINDUCTOR_VEC_ISA_OK`` (or ``ATEN_CPU_CAPABILITY``) is left as it is.
 from __future__ import annotations
 
 import threading
+from typing import Any, Callable
 
 _lock = threading.Lock()
 _outcome: tuple[str | None, str] | None = None  # (why inductor cannot run, or None; the ISA note)
 
 
 def _probe(torch) -> None:
-    from .torch_adapter import fresh_embed
 
     # a fresh code object per attempt, so a failed attempt leaves dynamo nothing to reuse
     fn = torch.compile(fresh_embed(False), dynamic=True, backend="inductor")
@@ -75,3 +75,18 @@ def _reason(exc: BaseException) -> str:
 
 def _note(cpu_vec_isa, how: str) -> str:
     return f"inductor's vector ISA: {cpu_vec_isa.pick_vec_isa()}, {how}"
+
+
+def fresh_embed(with_max_norm: bool) -> Callable:
+    """A function calling ``F.embedding`` with a code object of its own: dynamo's cache
+    and recompile count are per code object (the torch.compile adapter compiles one per
+    signature; the probe above one of its own)."""
+    import torch
+
+    ns: dict[str, Any] = {}
+    if with_max_norm:
+        src = "def embed(ids, weight, max_norm):\n    return F.embedding(ids, weight, max_norm=max_norm)\n"
+    else:
+        src = "def embed(ids, weight):\n    return F.embedding(ids, weight)\n"
+    exec(compile(src, "<torch_adapter.compiled>", "exec"), {"F": torch.nn.functional}, ns)
+    return ns["embed"]

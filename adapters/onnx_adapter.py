@@ -121,7 +121,7 @@ def snippet_source(runtime: str, exporter: str, args: dict[str, str], runners: d
 
 def load_source(source: str, imports: list[str]) -> dict[str, Any]:
     """Execute snippet source (imports, then definitions) and return its namespace."""
-    ns: dict[str, Any] = {"__name__": "adapters.onnx_snippet"}
+    ns: dict[str, Any] = {"__name__": "embedding_conformance.adapters.onnx_snippet"}
     exec(compile("\n".join(imports) + "\n" + source, "<onnx_adapter source>", "exec"), ns)
     return ns
 

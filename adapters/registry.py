@@ -47,7 +47,7 @@ def _keras(backend: str, suffix: str = "", attr: str = "embedding") -> Builtin:
     imports = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}[backend]
     return Builtin(
         f"keras.layers.Embedding[{backend}]{suffix}",
-        f"adapters.keras_adapter:{attr}",
+        f"embedding_conformance.adapters.keras_adapter:{attr}",
         ("keras", imports),
         ("keras", *dists),
         group=f"keras-{backend}",
@@ -71,65 +71,65 @@ MLX_DISTS = ("mlx", "mlx-cpu")
 MLX_PIP = {"mlx": "'mlx[cpu]'"}  # on Linux the CPU backend is an extra
 
 BUILTINS: tuple[Builtin, ...] = (
-    Builtin("numpy", "adapters.numpy_adapter:NumpyAdapter", ("numpy",), ("numpy",)),
+    Builtin("numpy", "embedding_conformance.adapters.numpy_adapter:NumpyAdapter", ("numpy",), ("numpy",)),
     # torch: eager, compiled, and the sparse-gradient layer
-    _b("torch.nn.Embedding", "adapters.torch_adapter:nn_embedding", ("torch",), ("torch",), "torch"),
-    _b("torch.nn.Embedding[sparse]", "adapters.torch_adapter:nn_embedding_sparse", ("torch",), ("torch",), "torch"),
-    _b("torch.nn.functional.embedding", "adapters.torch_adapter:functional_embedding", ("torch",), ("torch",), "torch"),
-    _b("torch.nn.functional.embedding[compile]", "adapters.torch_adapter:functional_embedding_compile", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.Embedding", "embedding_conformance.adapters.torch_adapter:nn_embedding", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.Embedding[sparse]", "embedding_conformance.adapters.torch_adapter:nn_embedding_sparse", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding", "embedding_conformance.adapters.torch_adapter:functional_embedding", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding[compile]", "embedding_conformance.adapters.torch_adapter:functional_embedding_compile", ("torch",), ("torch",), "torch"),
     # TensorFlow: eager, tf.function, XLA; TF1-style partitioned lookup; sharded variables
-    _b("tf.nn.embedding_lookup", "adapters.tf_adapter:embedding_lookup", TF, TF_DISTS, "tensorflow"),
-    _b("tf.nn.embedding_lookup[function]", "adapters.tf_adapter:embedding_lookup_function", TF, TF_DISTS, "tensorflow"),
-    _b("tf.nn.embedding_lookup[xla]", "adapters.tf_adapter:embedding_lookup_xla", TF, TF_DISTS, "tensorflow"),
-    _b("tf.compat.v1.nn.embedding_lookup", "adapters.tf_adapter:compat_v1_embedding_lookup", TF, TF_DISTS, "tensorflow"),
-    _b("tf.distribute.ShardedVariable", "adapters.tf_adapter:sharded_variable", TF, TF_DISTS, "tensorflow"),
-    _b("tf.distribute.ShardedVariable[function]", "adapters.tf_adapter:sharded_variable_function", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.embedding_lookup", "embedding_conformance.adapters.tf_adapter:embedding_lookup", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.embedding_lookup[function]", "embedding_conformance.adapters.tf_adapter:embedding_lookup_function", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.embedding_lookup[xla]", "embedding_conformance.adapters.tf_adapter:embedding_lookup_xla", TF, TF_DISTS, "tensorflow"),
+    _b("tf.compat.v1.nn.embedding_lookup", "embedding_conformance.adapters.tf_adapter:compat_v1_embedding_lookup", TF, TF_DISTS, "tensorflow"),
+    _b("tf.distribute.ShardedVariable", "embedding_conformance.adapters.tf_adapter:sharded_variable", TF, TF_DISTS, "tensorflow"),
+    _b("tf.distribute.ShardedVariable[function]", "embedding_conformance.adapters.tf_adapter:sharded_variable_function", TF, TF_DISTS, "tensorflow"),
     # Keras 3, one process per backend; [predict] and [jit] drive a keras.Model
     *(
         _keras(backend, suffix, attr)
         for backend in ("tensorflow", "torch", "jax")
         for suffix, attr in (("", "embedding"), ("[predict]", "model_predict"), ("[jit]", "model_predict_jit"))
     ),
-    _b("tf_keras.layers.Embedding", "adapters.tf_keras_adapter:embedding", TFK, TFK_DISTS, "tensorflow"),
-    _b("tf_keras.layers.Embedding[one_hot]", "adapters.tf_keras_adapter:embedding_one_hot", TFK, TFK_DISTS, "tensorflow"),
+    _b("tf_keras.layers.Embedding", "embedding_conformance.adapters.tf_keras_adapter:embedding", TFK, TFK_DISTS, "tensorflow"),
+    _b("tf_keras.layers.Embedding[one_hot]", "embedding_conformance.adapters.tf_keras_adapter:embedding_one_hot", TFK, TFK_DISTS, "tensorflow"),
     # JAX: eager and jitted take, and Flax's layer
-    _b("jax.numpy.take", "adapters.jax_adapter:take", ("jax",), JAX_DISTS, "jax"),
-    _b("jax.numpy.take[jit]", "adapters.jax_adapter:take_jit", ("jax",), JAX_DISTS, "jax"),
-    _b("flax.nnx.Embed", "adapters.flax_adapter:nnx_embed", ("flax", "jax"), ("flax", *JAX_DISTS), "jax"),
+    _b("jax.numpy.take", "embedding_conformance.adapters.jax_adapter:take", ("jax",), JAX_DISTS, "jax"),
+    _b("jax.numpy.take[jit]", "embedding_conformance.adapters.jax_adapter:take_jit", ("jax",), JAX_DISTS, "jax"),
+    _b("flax.nnx.Embed", "embedding_conformance.adapters.flax_adapter:nnx_embed", ("flax", "jax"), ("flax", *JAX_DISTS), "jax"),
     # pooled lookups (bags, suites/test_bag.py): torch eager and compiled, TensorFlow's sparse
     # lookups, keras-rs on its TensorFlow backend, TorchRec (fbgemm's ops in a process of their own)
-    _b("torch.nn.functional.embedding_bag", "adapters.torch_bag_adapter:functional_embedding_bag", ("torch",),
+    _b("torch.nn.functional.embedding_bag", "embedding_conformance.adapters.torch_bag_adapter:functional_embedding_bag", ("torch",),
        ("torch",), "torch"),
-    _b("torch.nn.EmbeddingBag", "adapters.torch_bag_adapter:nn_embedding_bag", ("torch",), ("torch",), "torch"),
-    _b("torch.nn.functional.embedding_bag[compile]", "adapters.torch_bag_adapter:functional_embedding_bag_compile",
+    _b("torch.nn.EmbeddingBag", "embedding_conformance.adapters.torch_bag_adapter:nn_embedding_bag", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding_bag[compile]", "embedding_conformance.adapters.torch_bag_adapter:functional_embedding_bag_compile",
        ("torch",), ("torch",), "torch"),
-    _b("tf.nn.embedding_lookup_sparse", "adapters.tf_bag_adapter:embedding_lookup_sparse", TF, TF_DISTS, "tensorflow"),
-    _b("tf.nn.safe_embedding_lookup_sparse", "adapters.tf_bag_adapter:safe_embedding_lookup_sparse", TF, TF_DISTS,
+    _b("tf.nn.embedding_lookup_sparse", "embedding_conformance.adapters.tf_bag_adapter:embedding_lookup_sparse", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.safe_embedding_lookup_sparse", "embedding_conformance.adapters.tf_bag_adapter:safe_embedding_lookup_sparse", TF, TF_DISTS,
        "tensorflow"),
-    Builtin("keras_rs.layers.DistributedEmbedding[tensorflow]", "adapters.keras_rs_adapter:distributed_embedding",
+    Builtin("keras_rs.layers.DistributedEmbedding[tensorflow]", "embedding_conformance.adapters.keras_rs_adapter:distributed_embedding",
             ("keras_rs", "keras", "tensorflow"), ("keras-rs", "keras", "tensorflow"), group="keras-tensorflow",
             env=(("KERAS_BACKEND", "tensorflow"),)),
-    _b("torchrec.EmbeddingBagCollection", "adapters.torchrec_adapter:embedding_bag_collection",
+    _b("torchrec.EmbeddingBagCollection", "embedding_conformance.adapters.torchrec_adapter:embedding_bag_collection",
        ("torchrec", "fbgemm_gpu", "torch"), ("torchrec", "fbgemm-gpu-cpu", "torch"), "torchrec"),
     # deployment runtimes: ONNX (exported by torch.onnx or tf2onnx), OpenVINO, MLX, the array API, NumPy's own
-    _b("onnxruntime[torch.onnx]", "adapters.onnx_adapter:onnxruntime_torch", ONNX_TORCH + ("onnxruntime",),
+    _b("onnxruntime[torch.onnx]", "embedding_conformance.adapters.onnx_adapter:onnxruntime_torch", ONNX_TORCH + ("onnxruntime",),
        ("onnxruntime", "onnx", "onnxscript", "torch"), "onnx"),
-    _b("onnx.reference[torch.onnx]", "adapters.onnx_adapter:reference_torch", ONNX_TORCH,
+    _b("onnx.reference[torch.onnx]", "embedding_conformance.adapters.onnx_adapter:reference_torch", ONNX_TORCH,
        ("onnx", "onnxscript", "torch"), "onnx"),
-    _b("onnxruntime[tf2onnx]", "adapters.onnx_adapter:onnxruntime_tf2onnx", TF2ONNX + ("onnxruntime",),
+    _b("onnxruntime[tf2onnx]", "embedding_conformance.adapters.onnx_adapter:onnxruntime_tf2onnx", TF2ONNX + ("onnxruntime",),
        ("onnxruntime", "tf2onnx", "onnx", "tensorflow"), "tf2onnx"),
-    _b("onnx.reference[tf2onnx]", "adapters.onnx_adapter:reference_tf2onnx", TF2ONNX,
+    _b("onnx.reference[tf2onnx]", "embedding_conformance.adapters.onnx_adapter:reference_tf2onnx", TF2ONNX,
        ("onnx", "tf2onnx", "tensorflow"), "tf2onnx"),
     # the onnx worker: it shares the torch.onnx exports (1.6 s each, ~90 a run); OpenVINO
     # itself runs in a child process of that worker (adapters/isolation.py)
-    _b("openvino[torch.onnx]", "adapters.openvino_adapter:openvino_torch", ("openvino",) + ONNX_TORCH,
+    _b("openvino[torch.onnx]", "embedding_conformance.adapters.openvino_adapter:openvino_torch", ("openvino",) + ONNX_TORCH,
        ("openvino", "onnx", "onnxscript", "torch"), "onnx"),
-    Builtin("mlx.core.take", "adapters.mlx_adapter:take", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
-    Builtin("mlx.nn.Embedding", "adapters.mlx_adapter:embedding", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
-    _b("array_api_strict.take", "adapters.array_api_adapter:take", ("array_api_strict",), ("array-api-strict",),
+    Builtin("mlx.core.take", "embedding_conformance.adapters.mlx_adapter:take", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
+    Builtin("mlx.nn.Embedding", "embedding_conformance.adapters.mlx_adapter:embedding", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
+    _b("array_api_strict.take", "embedding_conformance.adapters.array_api_adapter:take", ("array_api_strict",), ("array-api-strict",),
        "array_api_strict"),
     # NumPy's own indexing; the `numpy` column above is the oracle's self-check
-    Builtin("numpy.take", "adapters.numpy_take_adapter:numpy_take", ("numpy",), ("numpy",)),
+    Builtin("numpy.take", "embedding_conformance.adapters.numpy_take_adapter:numpy_take", ("numpy",), ("numpy",)),
 )
 
 BY_NAME = {b.name: b for b in BUILTINS}

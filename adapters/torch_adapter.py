@@ -408,18 +408,6 @@ def _shape_key(*shapes: tuple[int, ...]) -> tuple:
     return tuple(key)
 
 
-def fresh_embed(with_max_norm: bool) -> Callable:
-    """A function calling ``F.embedding`` with a code object of its own: dynamo's cache
-    and recompile count are per code object (also adapters/inductor.py's probe)."""
-    ns: dict[str, Any] = {}
-    if with_max_norm:
-        src = "def embed(ids, weight, max_norm):\n    return F.embedding(ids, weight, max_norm=max_norm)\n"
-    else:
-        src = "def embed(ids, weight):\n    return F.embedding(ids, weight)\n"
-    exec(compile(src, "<torch_adapter.compiled>", "exec"), {"F": _torch().nn.functional}, ns)
-    return ns["embed"]
-
-
 class CompiledFunctionalEmbedding(FunctionalEmbedding):
     """``torch.compile(f, dynamic=True)`` of a function calling ``F.embedding``.
 
@@ -484,7 +472,9 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
                 if fn is None:
                     self._select_backend()
                     torch = _torch()
-                    fn = torch.compile(fresh_embed(with_max_norm), dynamic=True, backend=self.backend)
+                    from . import inductor
+
+                    fn = torch.compile(inductor.fresh_embed(with_max_norm), dynamic=True, backend=self.backend)
                     self._cache[key] = fn
                     self.compiles += 1
         return fn

@@ -1,79 +1,8 @@
-"""``python -m reports render DIR [--out DIR]``, ``python -m reports merge DIR... --out DIR``,
-``python -m reports findings [DIR...] --out DIR [--summary FILE]`` (upstream-ready bug
-reports, each repro replayed first) and ``python -m reports compare ADAPTER_A ADAPTER_B
-[DIR]`` (the porting view: every clause where the two behave differently, with an input).
-
-Bad input (missing, empty, truncated or corrupt results) prints one line,
-``error: <file>:<line>: <problem>``, to stderr and exits with status 2 without
-writing anything.
-"""
-from __future__ import annotations
-
-import argparse
+"""``python -m reports`` from a checkout, and ``python -m embedding_conformance.reports``
+anywhere: the command line of reports/cli.py, run from the installed package (so that
+one copy of each module is loaded, whatever name the command used)."""
 import sys
-from pathlib import Path
 
-from .results import ResultsError, read_run
+from embedding_conformance.reports.cli import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports", description="Render and merge conformance reports.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p_render = sub.add_parser("render", help="render DIR/index.html from DIR/results.jsonl and DIR/run.json")
-    p_render.add_argument("dir", metavar="DIR", type=Path, help="a report directory")
-    p_render.add_argument("--out", metavar="DIR", type=Path, default=None,
-                          help="write index.html here instead of into DIR")
-    p_merge = sub.add_parser("merge", help="join the results of many runs into one page with a version axis")
-    p_merge.add_argument("dirs", metavar="DIR", type=Path, nargs="+", help="report directories to join")
-    p_merge.add_argument("--out", metavar="DIR", type=Path, required=True,
-                         help="where the merged results.jsonl, run.json and index.html go")
-    p_find = sub.add_parser("findings", help="one upstream-ready Markdown bug report per departure")
-    p_find.add_argument("dirs", metavar="DIR", type=Path, nargs="*", default=[Path("reports/latest")],
-                        help="report directories (default: reports/latest)")
-    p_find.add_argument("--out", metavar="DIR", type=Path, required=True, help="where the reports go")
-    p_find.add_argument("--summary", metavar="FILE", type=Path, default=None,
-                        help="also write the departures no tracker records, with their repros (FINDINGS.md)")
-    p_find.add_argument("--no-replay", action="store_true", help="write without replaying the repros first")
-    p_cmp = sub.add_parser("compare", help="where two adapters behave differently, each clause with an input")
-    p_cmp.add_argument("a", metavar="ADAPTER_A")
-    p_cmp.add_argument("b", metavar="ADAPTER_B")
-    p_cmp.add_argument("dir", metavar="DIR", type=Path, nargs="?", default=Path("reports/latest"),
-                       help="a report directory whose examples are tried first (default: reports/latest)")
-    args = parser.parse_args(argv)
-
-    try:
-        if args.command == "render":
-            from .render import render
-
-            path = render(read_run(args.dir), args.out if args.out is not None else args.dir)
-        elif args.command == "merge":
-            from .merge import merge_dirs
-
-            path = merge_dirs(args.dirs, args.out)
-        elif args.command == "findings":
-            from .findings import write_findings
-
-            found = write_findings(args.dirs, args.out, args.summary, replay_them=not args.no_replay)
-            written = sum(1 for f in found if f.path is not None)
-            print(f"{written} reports of {len(found)} departures in {args.out}"
-                  + (f"; {args.summary}" if args.summary else ""))
-            return 0
-        else:
-            from .compare import compare, text
-            from .render import render
-
-            run = read_run(args.dir) if (args.dir / "results.jsonl").exists() else None
-            result = compare(args.a, args.b, run, args.dir if run else None)
-            print(text(result))
-            if run is not None:
-                render(run, args.dir)
-            return 0
-    except (ResultsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

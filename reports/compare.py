@@ -41,8 +41,8 @@ class _Caller:
     """Runs one adapter's calls where the suite runs its checks (a worker per framework)."""
 
     def __init__(self, name: str, timeout: float = 600):
-        from adapters import registry
-        from suites.hosts import BuiltinHost, LocalHost, WorkerHost
+        from embedding_conformance.adapters import registry
+        from embedding_conformance.suites.hosts import BuiltinHost, LocalHost, WorkerHost
 
         b = registry.BY_NAME.get(name)
         if b is None:
@@ -58,7 +58,7 @@ class _Caller:
             self.host = BuiltinHost(b, self.worker)
 
     def call(self, method: str, inputs: dict) -> dict:
-        from suites.hosts import CallJob
+        from embedding_conformance.suites.hosts import CallJob
 
         return self.host.run(CallJob(method, inputs))
 
@@ -68,7 +68,7 @@ class _Caller:
 
 
 def _outcome(d: dict):
-    from suites.assertions import Outcome
+    from embedding_conformance.suites.assertions import Outcome
 
     if d.get("_died") is not None or d.get("status") == "error":
         return Outcome(crash=d.get("reason") or "the worker died")
@@ -91,9 +91,9 @@ def _same(clause, inputs: dict, oa, ob) -> bool:
     if not clause.tolerance or oa.crash or ob.crash:
         return False
     # arithmetic: the same when both are within the clause's tolerance of the contract
-    from suites.engine import expected_outcome
+    from embedding_conformance.suites.engine import expected_outcome
 
-    from adapters.contract import Capabilities
+    from embedding_conformance.adapters.contract import Capabilities
 
     expected = expected_outcome(clause, inputs, (), Capabilities())
     return clause.compare(expected, oa) is None and clause.compare(expected, ob) is None
@@ -115,7 +115,7 @@ def _draw(strategy, n: int) -> list[dict]:
 
 
 def _candidates(clause, records: list[dict | None], callers: list[_Caller]) -> list[dict]:
-    from suites.signatures import make_pool
+    from embedding_conformance.suites.signatures import make_pool
 
     found = []
     for rec in records:
@@ -144,8 +144,8 @@ def _describe(o) -> str:
 
 def compare(a: str, b: str, run: Run | None, out_dir: Path | None = None) -> dict:
     """Both adapters on every clause; the result as written to ``out_dir``."""
-    from suites.catalogue import load_all
-    from suites.source import example_source
+    from embedding_conformance.suites.catalogue import load_all
+    from embedding_conformance.suites.source import example_source
 
     clauses = load_all()
     recs = {(r["adapter"], r["clause"]): r for r in (run.records if run else [])}

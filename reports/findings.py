@@ -184,7 +184,7 @@ def write_findings(dirs: list[Path], out: Path, summary_path: Path | None = None
     if replay_them:
         reps = [f for f in found if f.record.get("snippet") and f.record.get("observed")
                 and f.record["adapter"] != "numpy"]
-        from adapters import registry
+        from embedding_conformance.adapters import registry
 
         reps = [f for f in reps if f.record["adapter"] in registry.BY_NAME]
         with tempfile.TemporaryDirectory(prefix="findings-replay-") as tmp:

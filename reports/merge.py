@@ -149,23 +149,6 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def merge_dirs(dirs: Sequence[Path | str], out_dir: Path | str) -> Path:
-    """Read every directory first (a ResultsError stops it before anything is written),
-    then write the merged results and its page into ``out_dir``; returns the page."""
-    from .render import render
-
-    if not dirs:
-        raise ValueError("nothing to merge")
-    runs = [read_run(d) for d in dirs]
-    merged = merge_runs(runs, [os.path.normpath(str(d)) for d in dirs])
-    # render to memory first: a page that fails to render must not leave half an output
-    page = render(merged, out_dir, write=False)
-    write_run(merged, out_dir)
-    out = Path(out_dir) / "index.html"
-    _atomic_write(out, page)
-    return out
-
-
 # -- the matrix ---------------------------------------------------------------------------
 
 @dataclass

@@ -1,6 +1,10 @@
 """Writing a run: results.jsonl (one record per check), run.json (what the run
 was), then the HTML page. Files are written whole to a temporary name and
-renamed, so an interrupted write never leaves half a results file behind."""
+renamed, so an interrupted write never leaves half a results file behind.
+
+A pytest plugin of its own (entry point embedding_conformance_reports): it gathers the
+records the conformance plugin's checks leave on their reports (from xdist workers
+too), names their junit test cases, and writes the run when the session ends."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -13,7 +17,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from suites.statuses import STATUSES
+import pytest
+
+from embedding_conformance.suites.statuses import STATUSES
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -42,7 +48,7 @@ def run_metadata(conf, records: list[dict], complete: bool) -> dict[str, Any]:
 
     from .results import score
 
-    from suites.catalogue import CLAUSES
+    from embedding_conformance.suites.catalogue import CLAUSES
 
     versions: dict[str, str] = {}
     for e in conf.entries.values():
@@ -68,7 +74,7 @@ def run_metadata(conf, records: list[dict], complete: bool) -> dict[str, Any]:
 
 
 def write_run(conf, *, complete: bool, terminal=None) -> Path:
-    from suites.catalogue import CLAUSES
+    from embedding_conformance.suites.catalogue import CLAUSES
 
     out = conf.report_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -104,3 +110,53 @@ def _summary(tr, records: list[dict], out: Path, page, problem) -> None:
         tr.write_line(f"report:  {page}")
     elif problem:
         tr.write_line(f"report:  not rendered ({problem})")
+
+
+# -- the pytest plugin ------------------------------------------------------------------
+
+def _junit_names(config, report, record: dict) -> None:
+    """--junitxml: a check's testcase is named by its clause, its class by its adapter
+    (set where junitxml writes, the xdist controller included)."""
+    if config is None or not getattr(config.option, "xmlpath", None):
+        return
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        reporter = xml.node_reporter(report)
+        reporter.add_attribute("classname", record["adapter"])
+        reporter.add_attribute("name", record["clause"])
+
+
+class Recorder:
+    """Gathers records (from xdist workers too) and writes the report at the end."""
+
+    def __init__(self, conf, config=None):
+        self.conf, self.config = conf, config
+
+    def pytest_runtest_logreport(self, report):
+        for key, value in getattr(report, "user_properties", ()):
+            if key == "conformance" and report.when == "call":
+                self.conf.records.append(value)
+                _junit_names(self.config, report, value)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        self._write(session)
+
+    def _write(self, session) -> None:
+        conf, config = self.conf, session.config
+        if hasattr(config, "workerinput") or not (conf.records or conf.collected) or config.option.collectonly:
+            return  # an xdist worker (the controller writes), or no check ran: keep the last report
+        complete = len(conf.records) >= conf.collected and not session.shouldfail and not session.shouldstop
+        write_run(conf, complete=complete, terminal=config.pluginmanager.get_plugin("terminalreporter"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Record the run the conformance plugin set up (nothing when it did not)."""
+    from embedding_conformance.suites.plugin import STASH
+
+    conf = config.stash.get(STASH, None)
+    if conf is not None:
+        config.pluginmanager.register(Recorder(conf, config), "conformance-recorder")

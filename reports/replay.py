@@ -49,14 +49,14 @@ def judge(rec: dict, got: dict) -> str | None:
 
 
 def _module(adapter: str) -> str | None:
-    from adapters import registry
+    from embedding_conformance.adapters import registry
 
     b = registry.BY_NAME.get(adapter)
     return b.factory.partition(":")[0] if b is not None else None
 
 
 def _group(adapter: str) -> tuple:
-    from adapters import registry
+    from embedding_conformance.adapters import registry
 
     b = registry.BY_NAME[adapter]
     return (b.group, b.env)
@@ -82,7 +82,7 @@ def _run_group(jobs: list[dict], workdir: Path, key: str, env: dict, timeout: fl
 def replay(records: list[dict], workdir: Path, timeout: float = 1800) -> list[dict]:
     """Run each record's snippet (built-in adapters only) in a fresh process; return the
     outcome of each, in order (``{"parts": ...}``, ``{"raised": ...}`` or ``{"died": ...}``)."""
-    from suites.catalogue import load_all
+    from embedding_conformance.suites.catalogue import load_all
 
     workdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

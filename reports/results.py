@@ -25,9 +25,9 @@ from typing import Any, Iterable
 RESULTS = "results.jsonl"
 RUN = "run.json"
 
-from suites.statuses import FAILING, SKIPPING
-from suites.statuses import PASSING as _PASSING
-from suites.statuses import STATUSES as _DEFINED
+from embedding_conformance.suites.statuses import FAILING, SKIPPING
+from embedding_conformance.suites.statuses import PASSING as _PASSING
+from embedding_conformance.suites.statuses import STATUSES as _DEFINED
 
 # Display order: the passing statuses, then the skipped, then the failing (suites/statuses.py
 # defines them; a page counts a skip as passing)

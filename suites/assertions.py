@@ -10,9 +10,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from adapters.contract import LookupFailure
-from adapters.oracle import AnyNaN, EitherBits
-from adapters.training import Bounded
+from embedding_conformance.adapters.contract import LookupFailure
+from embedding_conformance.adapters.oracle import AnyNaN, EitherBits
+from embedding_conformance.adapters.training import Bounded
 
 from .source import short
 

@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 from hypothesis import strategies as st
 
-from adapters.contract import Capabilities
+from embedding_conformance.adapters.contract import Capabilities
 
 from .signatures import MAX_V, Signature, covering_half
 from .strategies import (choice, draw_planted_ids, draw_table, draw_upstream, draw_valid_ids, full_mantissa, np_dtype,

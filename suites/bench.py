@@ -36,7 +36,6 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from reports.results import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPORTS = {  # label -> (statement, environment)
@@ -55,6 +54,11 @@ SEEDS = (11, 12)  # the default runs' seeds: cold, warm
 
 def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def read_records(path: Path) -> list[dict]:
+    """A run's results.jsonl, one record a line (what the runs measured here wrote)."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def machine_speed() -> float:
@@ -138,8 +142,8 @@ def generation_costs(profile: str = "ci") -> dict[str, float]:
     """ms to generate one example, per clause, for the oracle's capabilities (no call)."""
     from hypothesis import given
 
-    from adapters.contract import capabilities_of
-    from adapters.numpy_adapter import NumpyAdapter
+    from embedding_conformance.adapters.contract import capabilities_of
+    from embedding_conformance.adapters.numpy_adapter import NumpyAdapter
 
     from .catalogue import load_all
     from .engine import POOL_SIZES, hypothesis_settings

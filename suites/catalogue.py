@@ -6,26 +6,28 @@ next to its oracle; importing them registers them here."""
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from hypothesis import strategies as st
 
-from adapters.contract import Capabilities
+from embedding_conformance.adapters.contract import Capabilities
 
 from . import assertions
 
 Args = dict[str, Any]
 FAMILY_MODULES = (
-    "suites.test_shape",
-    "suites.test_dtype",
-    "suites.test_rows",
-    "suites.test_ids",
-    "suites.test_table",
-    "suites.test_seed_examples",
-    "suites.test_partition",
-    "suites.test_training",
-    "suites.test_bag",
+    "embedding_conformance.suites.test_shape",
+    "embedding_conformance.suites.test_dtype",
+    "embedding_conformance.suites.test_rows",
+    "embedding_conformance.suites.test_ids",
+    "embedding_conformance.suites.test_table",
+    "embedding_conformance.suites.test_seed_examples",
+    "embedding_conformance.suites.test_partition",
+    "embedding_conformance.suites.test_training",
+    "embedding_conformance.suites.test_bag",
 )
 
 
@@ -43,6 +45,7 @@ class Clause:
     suspects: tuple[tuple[str, ...], ...] = ()
     order: int = field(default=0, compare=False)
     module: str = ""  # the suite module that defines it
+    file: str = ""  # and its file (a module may be imported under two names)
 
     @property
     def family(self) -> str:
@@ -60,13 +63,24 @@ class Clause:
 CLAUSES: dict[str, Clause] = {}
 
 
+def _file(obj: Any) -> str:
+    return os.path.realpath(inspect.getsourcefile(obj) or "")
+
+
 def clause(id: str, statement: str, **kw: Any) -> Callable[[Callable], Callable]:
-    """Register a clause; the decorated function is its case strategy factory."""
+    """Register a clause; the decorated function is its case strategy factory. A family
+    module that pytest collects from a checkout runs under a second name besides its
+    package's (suites.test_ids and embedding_conformance.suites.test_ids): the same
+    clause from the same file is registered once."""
 
     def register(cases: Callable) -> Callable:
-        if id in CLAUSES:
-            raise ValueError(f"clause {id} is defined twice")
-        CLAUSES[id] = Clause(id=id, statement=statement, cases=cases, order=len(CLAUSES), module=cases.__module__, **kw)
+        known = CLAUSES.get(id)
+        if known is not None:
+            if known.file == _file(cases):
+                return cases
+            raise ValueError(f"clause {id} is defined twice ({known.file} and {_file(cases)})")
+        CLAUSES[id] = Clause(id=id, statement=statement, cases=cases, order=len(CLAUSES), module=cases.__module__,
+                             file=_file(cases), **kw)
         return cases
 
     return register
@@ -78,6 +92,9 @@ def load_all() -> dict[str, Clause]:
     return CLAUSES
 
 
-def family_clauses(family_module: str) -> list[Clause]:
-    importlib.import_module(family_module)
-    return [c for c in CLAUSES.values() if c.module == family_module]
+def family_clauses(module: Any) -> list[Clause]:
+    """The clauses a family module defines (the module object pytest collected, whatever
+    name it was imported under)."""
+    load_all()
+    path = os.path.realpath(module.__file__)
+    return [c for c in CLAUSES.values() if c.file == path]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from xdist.scheduler import LoadScopeScheduling
 
-from adapters import registry
+from embedding_conformance.adapters import registry
 
 LOCAL = "local"  # the numpy oracle and third-party adapters: the pytest process itself
 

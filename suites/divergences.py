@@ -128,7 +128,7 @@ def build_witness(spec: dict[str, Any]) -> dict[str, Any]:
     (the unsigned bit patterns of a float array, so NaN payloads are exact)."""
     import numpy as np
 
-    from suites.strategies import np_dtype
+    from embedding_conformance.suites.strategies import np_dtype
 
     def array(arr):
         dtype = np_dtype(arr["dtype"])

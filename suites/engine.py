@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 from hypothesis import seed as hyp_seed
 from hypothesis.errors import FlakyFailure, FlakyStrategyDefinition, HypothesisException
 
-from adapters.contract import Capabilities, LookupFailure, capabilities_of, environment_of, methods_of
+from embedding_conformance.adapters.contract import Capabilities, LookupFailure, capabilities_of, environment_of, methods_of
 
 from .assertions import Outcome, invoke
 from .catalogue import Clause

@@ -29,8 +29,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from adapters import registry
-from adapters.contract import check_adapter
+from embedding_conformance.adapters import registry
+from embedding_conformance.adapters.contract import check_adapter
 
 from . import engine
 from .catalogue import load_all

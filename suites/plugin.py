@@ -1,4 +1,5 @@
-"""The pytest plugin: options, one test per (clause, adapter), results recording.
+"""The pytest plugin: options, one test per (clause, adapter), the workers' lifetime
+(the run is written by embedding_conformance.reports.recording, a plugin of its own).
 
 Imports no framework: built-ins are described by data (adapters.registry) and
 run in worker processes; only a third-party adapter's own module is imported here.
@@ -18,8 +19,8 @@ from typing import Any
 import hypothesis
 import pytest
 
-from adapters import oracle, registry
-from adapters.contract import capabilities_of, methods_of
+from embedding_conformance.adapters import oracle, registry
+from embedding_conformance.adapters.contract import capabilities_of, methods_of
 
 from . import divergences as divs
 from . import engine
@@ -210,11 +211,10 @@ def pytest_configure(config):
     conf = Conformance(entries, declared, profile, None if profile == "ci" else int(seed),
                        Path(config.getoption("report_dir")), workers=workers)
     config.stash[STASH] = conf
-    config.pluginmanager.register(Recorder(conf, config), "conformance-recorder")
 
 
 def _all_models() -> list[str]:
-    from adapters import bags, partition, training
+    from embedding_conformance.adapters import bags, partition, training
 
     return list(oracle.MODELS) + list(partition.MODELS) + list(training.MODELS) + list(bags.MODELS)
 
@@ -223,7 +223,7 @@ def pytest_generate_tests(metafunc):
     if "check" not in metafunc.fixturenames:
         return
     conf = metafunc.config.stash.get(STASH, None)
-    clauses = family_clauses(metafunc.module.__name__)
+    clauses = family_clauses(metafunc.module)
     params = [pytest.param((c.id, name), id=f"{c.id}|{name}") for c in clauses for name in conf.entries]
     metafunc.parametrize("check", params, indirect=True)
 
@@ -306,46 +306,15 @@ def pytest_collection_finish(session):
             conf.pending[(name, clause_id)] = entry.host.submit(conf.job(entry, clause_id))
 
 
-def _junit_names(config, report, record: dict) -> None:
-    """--junitxml: a check's testcase is named by its clause, its class by its adapter
-    (set where junitxml writes, the xdist controller included)."""
-    if config is None or not getattr(config.option, "xmlpath", None):
-        return
-    from _pytest.junitxml import xml_key
-
-    xml = config.stash.get(xml_key, None)
-    if xml is not None:
-        reporter = xml.node_reporter(report)
-        reporter.add_attribute("classname", record["adapter"])
-        reporter.add_attribute("name", record["clause"])
-
-
-class Recorder:
-    """Gathers records (from xdist workers too) and writes the report at the end."""
-
-    def __init__(self, conf: Conformance, config=None):
-        self.conf, self.config = conf, config
-
-    def pytest_runtest_logreport(self, report):
-        for key, value in getattr(report, "user_properties", ()):
-            if key == "conformance" and report.when == "call":
-                self.conf.records.append(value)
-                _junit_names(self.config, report, value)
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session, exitstatus):
-        conf = self.conf
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session, exitstatus):
+    """Ask every worker to exit before the report is written (embedding_conformance.reports'
+    own plugin writes it), and reap them after: they shut down while it is written."""
+    conf = session.config.stash.get(STASH, None)
+    if conf is not None:
         conf.stop()
-        try:
-            self._write(session)
-        finally:
+    try:
+        yield
+    finally:
+        if conf is not None:
             conf.reap()
-
-    def _write(self, session) -> None:
-        conf, config = self.conf, session.config
-        if hasattr(config, "workerinput") or not (conf.records or conf.collected) or config.option.collectonly:
-            return  # an xdist worker (the controller writes), or no check ran: keep the last report
-        from reports import recording
-
-        complete = len(conf.records) >= conf.collected and not session.shouldfail and not session.shouldstop
-        recording.write_run(conf, complete=complete, terminal=config.pluginmanager.get_plugin("terminalreporter"))

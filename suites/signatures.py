@@ -40,7 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
-from adapters.contract import INT_DTYPES, Capabilities
+from embedding_conformance.adapters.contract import INT_DTYPES, Capabilities
 
 MAX_V = 9
 MAX_SIDE = 3

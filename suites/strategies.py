@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 from hypothesis import strategies as st
 
-from adapters.contract import Capabilities, INT_DTYPES
+from embedding_conformance.adapters.contract import Capabilities, INT_DTYPES
 
 from .signatures import MAX_SIDE, MAX_V, Signature, project, select  # noqa: F401  (MAX_SIDE, MAX_V re-exported)
 

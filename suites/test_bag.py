@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from adapters import bags, oracle
-from suites.bag_strategies import (BagSig, bag_cases, bag_signatures, distinct_columns, draw_bag_case, draw_weights,
+from embedding_conformance.adapters import bags, oracle
+from embedding_conformance.suites.bag_strategies import (BagSig, bag_cases, bag_signatures, distinct_columns, draw_bag_case, draw_weights,
                                    each_bag_weighted, with_upstream, zero_sum_bag)
-from suites.catalogue import clause
-from suites.strategies import SIGNED, choice, draw_table, draw_valid_ids, ints, raw
-from suites.test_ids import FLOAT_KIND, _negative, _too_large, fine_float_ids
+from embedding_conformance.suites.catalogue import clause
+from embedding_conformance.suites.strategies import SIGNED, choice, draw_table, draw_valid_ids, ints, raw
+from embedding_conformance.suites.test_ids import FLOAT_KIND, _negative, _too_large, fine_float_ids
 
 SUSPECTS = (
     ("drop_trailing_empty_bags",), ("drop_negative_ids",), ("drop_nonpositive_weights",),

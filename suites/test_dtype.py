@@ -1,8 +1,8 @@
 """Clause family `dtype`: the output's dtype."""
-from suites import assertions
-from suites.catalogue import clause
-from suites.lookup_clauses import LOOKUP
-from suites.strategies import lookup_args
+from embedding_conformance.suites import assertions
+from embedding_conformance.suites.catalogue import clause
+from embedding_conformance.suites.lookup_clauses import LOOKUP
+from embedding_conformance.suites.strategies import lookup_args
 
 
 @clause(

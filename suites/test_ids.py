@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from adapters.contract import INT_DTYPES, InvalidIds
-from suites.catalogue import clause
-from suites.lookup_clauses import LOOKUP, lookup_oracle
-from suites.strategies import (MAX_V, SIGNED, WRAPS, choice, draw_table, dtype_range, fits, lookup_args, raw,
+from embedding_conformance.adapters.contract import INT_DTYPES, InvalidIds
+from embedding_conformance.suites.catalogue import clause
+from embedding_conformance.suites.lookup_clauses import LOOKUP, lookup_oracle
+from embedding_conformance.suites.strategies import (MAX_V, SIGNED, WRAPS, choice, draw_table, dtype_range, fits, lookup_args, raw,
                                signatures)
 
 

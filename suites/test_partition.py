@@ -11,10 +11,10 @@ import zlib
 import numpy as np
 from hypothesis import strategies as st
 
-from adapters import partition
-from suites.catalogue import clause
-from suites.sharded_clauses import SHARDED
-from suites.strategies import (choice, draw_ids, draw_table, draw_valid_ids, ints, np_dtype, signatures,
+from embedding_conformance.adapters import partition
+from embedding_conformance.suites.catalogue import clause
+from embedding_conformance.suites.sharded_clauses import SHARDED
+from embedding_conformance.suites.strategies import (choice, draw_ids, draw_table, draw_valid_ids, ints, np_dtype, signatures,
                                strategies_of)
 
 

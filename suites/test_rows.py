@@ -1,7 +1,7 @@
 """Clause family `rows`: the rows themselves, bit for bit."""
-from suites.catalogue import clause
-from suites.lookup_clauses import LOOKUP
-from suites.strategies import lookup_args
+from embedding_conformance.suites.catalogue import clause
+from embedding_conformance.suites.lookup_clauses import LOOKUP
+from embedding_conformance.suites.strategies import lookup_args
 
 
 @clause(

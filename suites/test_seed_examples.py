@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from adapters.contract import FAILURES
-from suites.catalogue import clause
-from suites.lookup_clauses import LOOKUP, lookup_oracle
-from suites.seed_cases import E1, E2, E3, E4, E5
-from suites.sharded_clauses import SHARDED, sharded_oracle
+from embedding_conformance.adapters.contract import FAILURES
+from embedding_conformance.suites.catalogue import clause
+from embedding_conformance.suites.lookup_clauses import LOOKUP, lookup_oracle
+from embedding_conformance.suites.seed_cases import E1, E2, E3, E4, E5
+from embedding_conformance.suites.sharded_clauses import SHARDED, sharded_oracle
 
 
 def _fits(case, caps) -> bool:

@@ -2,11 +2,11 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from adapters import oracle
-from suites.catalogue import clause
-from suites.lookup_clauses import LOOKUP
-from suites.signatures import covering_half, project
-from suites.strategies import choice, draw_table, draw_valid_ids, lookup_args, raw
+from embedding_conformance.adapters import oracle
+from embedding_conformance.suites.catalogue import clause
+from embedding_conformance.suites.lookup_clauses import LOOKUP
+from embedding_conformance.suites.signatures import covering_half, project
+from embedding_conformance.suites.strategies import choice, draw_table, draw_valid_ids, lookup_args, raw
 
 
 def _empty_signatures(caps, pool):

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from adapters import oracle, training
-from adapters.contract import InvalidIds
-from suites import assertions
-from suites.catalogue import clause
-from suites.lookup_clauses import SUSPECTS
-from suites.signatures import covering_half
-from suites.strategies import draw_lookup, draw_upstream, ints, lookup_args, raw, signatures
+from embedding_conformance.adapters import oracle, training
+from embedding_conformance.adapters.contract import InvalidIds
+from embedding_conformance.suites import assertions
+from embedding_conformance.suites.catalogue import clause
+from embedding_conformance.suites.lookup_clauses import SUSPECTS
+from embedding_conformance.suites.signatures import covering_half
+from embedding_conformance.suites.strategies import draw_lookup, draw_upstream, ints, lookup_args, raw, signatures
 
 GRAD_SUSPECTS = SUSPECTS + (("clip", "drop_clipped_grad"), ("wrap_negative", "fill_nan"))
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters import bags
-from adapters.contract import InvalidIds, InvalidOffsets, LookupFailure, OutOfRange
+from embedding_conformance.adapters import bags
+from embedding_conformance.adapters.contract import InvalidIds, InvalidOffsets, LookupFailure, OutOfRange
 
 F = np.float32
 # rows: 0 -> [0, 1, 2], 1 -> [3, 4, 5], 2 -> [6, 7, 8], 3 -> [9, 10, 11]

@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 
-from suites.bench import IMPORTS
-from suites.catalogue import load_all
+from embedding_conformance.suites.bench import IMPORTS
+from embedding_conformance.suites.catalogue import load_all
 from tests.runner import ROOT
 
 
 def test_the_quick_benchmark_writes_its_figures(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "suites.bench", "--quick", f"--report-dir={tmp_path}"],
+    proc = subprocess.run([sys.executable, "-m", "embedding_conformance.suites.bench", "--quick", f"--report-dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "bench.json").read_text())
@@ -29,7 +29,7 @@ def test_the_quick_benchmark_writes_its_figures(tmp_path):
 def test_a_cold_run_starts_from_an_empty_temp_directory(tmp_path):
     # torch.compile's precompiled headers live under the temp directory whatever
     # TORCHINDUCTOR_CACHE_DIR says: both must point into the fresh one
-    from suites.bench import fresh_caches
+    from embedding_conformance.suites.bench import fresh_caches
 
     env = fresh_caches(str(tmp_path))
     assert env["TMPDIR"] == str(tmp_path)
@@ -39,14 +39,14 @@ def test_a_cold_run_starts_from_an_empty_temp_directory(tmp_path):
 def test_a_run_that_does_not_run_the_suite_is_a_failure_not_a_figure(tmp_path):
     import pytest
 
-    from suites.bench import RunFailed, timed_run
+    from embedding_conformance.suites.bench import RunFailed, timed_run
 
     with pytest.raises(RunFailed, match=r"exited 4 without results: .*unknown adapter 'nosuch'"):
         timed_run(tmp_path, "--adapters=nosuch")
 
 
 def test_a_failed_run_keeps_what_was_measured_and_exits_1(tmp_path, monkeypatch, capsys):
-    from suites import bench
+    from embedding_conformance.suites import bench
 
     def broken(out, *args, env=None):
         raise bench.RunFailed("pytest --adapters=numpy exited 3 without results: INTERNALERROR")
@@ -65,7 +65,7 @@ def test_a_failed_run_keeps_what_was_measured_and_exits_1(tmp_path, monkeypatch,
 
 def test_every_ci_run_starts_with_empty_caches_and_the_warm_run_takes_the_cold_ones(tmp_path, monkeypatch):
     # a ci run in the caches of the ci run before it measures the caches, not itself
-    from suites import bench
+    from embedding_conformance.suites import bench
 
     seen: list[tuple[str, str, bool]] = []
 

@@ -171,7 +171,7 @@ def test_torch_is_only_ever_2_13_0():
 
 
 def test_cell_adapter_selections_are_valid():
-    from adapters import registry
+    from embedding_conformance.adapters import registry
 
     for cell in nf.CELLS:
         chosen = [b.name for b in registry.select(cell.adapters)]

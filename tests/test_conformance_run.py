@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from adapters import registry
-from suites.catalogue import load_all
-from reports.replay import judge, replay
-from reports.results import acknowledged, gate_failing
+from embedding_conformance.adapters import registry
+from embedding_conformance.suites.catalogue import load_all
+from embedding_conformance.reports.replay import judge, replay
+from embedding_conformance.reports.results import acknowledged, gate_failing
 from tests.conftest import SCORES
 from tests.runner import by_check, run_suite
 

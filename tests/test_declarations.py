@@ -18,9 +18,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from suites import divergences as divs
-from suites.catalogue import load_all
-from suites.plugin import _all_models
+from embedding_conformance.suites import divergences as divs
+from embedding_conformance.suites.catalogue import load_all
+from embedding_conformance.suites.plugin import _all_models
 
 ROOT = Path(__file__).resolve().parents[1]
 

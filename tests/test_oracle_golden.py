@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters import oracle, partition
-from adapters.contract import InvalidIds, InvalidShards, OutOfRange
-from suites.seed_cases import E1, E2, E3, E5
+from embedding_conformance.adapters import oracle, partition
+from embedding_conformance.adapters.contract import InvalidIds, InvalidShards, OutOfRange
+from embedding_conformance.suites.seed_cases import E1, E2, E3, E5
 
 F = np.float32
 

@@ -59,7 +59,7 @@ def test_every_planted_fault_is_caught(planted_run):
 
 
 def test_every_clause_has_a_planted_fault():
-    from suites.catalogue import load_all
+    from embedding_conformance.suites.catalogue import load_all
     from tests.planted import bag_faults  # the pooled lookups' own (tests/test_bag_faults.py)
 
     covered = {c for cls in faults.ALL for c in faults.clauses_broken(cls)} | {cls.breaks for cls in bag_faults.ALL}

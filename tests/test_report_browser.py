@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reports.merge import merge_dirs  # noqa: E402
-from reports.render import render  # noqa: E402
+from embedding_conformance.reports.cli import merge_dirs  # noqa: E402
+from embedding_conformance.reports.render import render  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("_report_fixtures", Path(__file__).with_name("test_report_render.py"))
 fx = importlib.util.module_from_spec(_spec)

@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable with --noconftest too
     sys.path.insert(0, str(ROOT))
 
-from reports.merge import build_matrix, merge_dirs, merge_runs  # noqa: E402
-from reports.render import render  # noqa: E402
-from reports.results import STATUSES, ResultsError, read_run  # noqa: E402
+from embedding_conformance.reports.cli import merge_dirs  # noqa: E402
+from embedding_conformance.reports.merge import build_matrix, merge_runs  # noqa: E402
+from embedding_conformance.reports.render import render  # noqa: E402
+from embedding_conformance.reports.results import STATUSES, ResultsError, read_run  # noqa: E402
 
 # -- fixture data ----------------------------------------------------------------------------
 

@@ -15,12 +15,12 @@ import textwrap
 import numpy as np
 import pytest
 
-from adapters import registry
-from adapters.isolation import Isolated, ProcessKilled
+from embedding_conformance.adapters import registry
+from embedding_conformance.adapters.isolation import Isolated, ProcessKilled
 from tests.runner import ROOT
 
-RUNTIME_MODULES = ("adapters.onnx_adapter", "adapters.openvino_adapter", "adapters.mlx_adapter",
-                   "adapters.array_api_adapter", "adapters.numpy_take_adapter", "adapters.isolation")
+RUNTIME_MODULES = ("embedding_conformance.adapters.onnx_adapter", "embedding_conformance.adapters.openvino_adapter", "embedding_conformance.adapters.mlx_adapter",
+                   "embedding_conformance.adapters.array_api_adapter", "embedding_conformance.adapters.numpy_take_adapter", "embedding_conformance.adapters.isolation")
 FRAMEWORKS = ("torch", "tensorflow", "onnx", "onnxruntime", "onnxscript", "openvino", "mlx", "array_api_strict",
               "tf2onnx", "keras", "jax")
 RUNTIME_BUILTINS = [b for b in registry.BUILTINS if b.factory.partition(":")[0] in RUNTIME_MODULES]
@@ -31,7 +31,7 @@ def test_importing_the_runtime_adapter_modules_imports_no_framework():
         import sys
         for name in {RUNTIME_MODULES!r}:
             __import__(name)
-        from adapters import registry
+        from embedding_conformance.adapters import registry
         for b in registry.BUILTINS:
             b.describe()
         print("LOADED", sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))
@@ -108,7 +108,7 @@ def _have(*modules: str) -> bool:
 def test_apply_weights_gives_the_model_a_fresh_export_gives():
     import ml_dtypes
 
-    from adapters import onnx_adapter
+    from embedding_conformance.adapters import onnx_adapter
 
     exports = onnx_adapter.Exports("torch.onnx")
     rng = np.random.default_rng(0)
@@ -126,8 +126,8 @@ def test_apply_weights_gives_the_model_a_fresh_export_gives():
 # Each expected bit pattern is what the framework returned on this input (observed with
 # openvino 2026.4.1, numpy 1.26.4 / 2.0.2 / 2.4.6, array-api-strict 2.6.1).
 
-from adapters import oracle  # noqa: E402
-from adapters.contract import InvalidIds, LookupFailure  # noqa: E402
+from embedding_conformance.adapters import oracle  # noqa: E402
+from embedding_conformance.adapters.contract import InvalidIds, LookupFailure  # noqa: E402
 
 
 def _bits_table(dtype_name: str, bits: list[int]) -> np.ndarray:

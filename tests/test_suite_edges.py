@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from adapters import registry
-from suites.hosts import Job, WorkerHost
+from embedding_conformance.adapters import registry
+from embedding_conformance.suites.hosts import Job, WorkerHost
 from tests.runner import ROOT, by_check, run_suite
 
 FAST = ["--adapters=numpy", "-k", "ids.negative or shape.output"]
@@ -176,7 +176,7 @@ def test_a_framework_that_is_not_installed_is_unavailable(tmp_path):
 
 
 def test_builtin_with_missing_framework_names_what_to_install():
-    b = registry.Builtin("x.y", "adapters.numpy_adapter:NumpyAdapter", ("not_an_installed_framework_xyz",),
+    b = registry.Builtin("x.y", "embedding_conformance.adapters.numpy_adapter:NumpyAdapter", ("not_an_installed_framework_xyz",),
                          ("not-an-installed-framework-xyz",), "x")
     assert "pip install not-an-installed-framework-xyz" in b.missing()
 
@@ -252,7 +252,7 @@ def test_concurrent_workers_record_what_one_at_a_time_records(tmp_path):
 # --- pytest-xdist: one framework group per xdist worker ------------------------------------
 
 def test_xdist_scopes_are_framework_groups():
-    from suites.distribution import FrameworkScheduling, group_of
+    from embedding_conformance.suites.distribution import FrameworkScheduling, group_of
 
     def nid(clause, adapter):
         return f"suites/test_x.py::test_clause[{clause}|{adapter}]"

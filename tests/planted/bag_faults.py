@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from adapters.contract import InvalidIds, InvalidOffsets, OutOfRange
+from embedding_conformance.adapters.contract import InvalidIds, InvalidOffsets, OutOfRange
 
 
 class CorrectBags:

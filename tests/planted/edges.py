@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 
-from adapters import oracle
+from embedding_conformance.adapters import oracle
 
 from .faults import WrapsNegativeIds
 

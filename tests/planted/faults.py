@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters import oracle, partition, training
-from adapters.contract import Capabilities, InvalidIds, InvalidShards, OutOfRange
+from embedding_conformance.adapters import oracle, partition, training
+from embedding_conformance.adapters.contract import Capabilities, InvalidIds, InvalidShards, OutOfRange
 
 
 class Planted:
