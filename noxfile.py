@@ -103,10 +103,11 @@ class VersionMismatch(Exception):
 
 
 def requirement_pins(path: Path = ROOT / "requirements.txt") -> dict[str, str]:
-    """``name==version`` lines of a requirements file, by canonical name."""
+    """``name==version`` lines of a requirements file (``name[extra]==version`` too), by
+    canonical name."""
     pins = {}
     for line in path.read_text().splitlines():
-        m = re.match(r"^\s*([A-Za-z0-9._-]+)\s*==\s*([^\s;#]+)", line)
+        m = re.match(r"^\s*([A-Za-z0-9._-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)", line)
         if m:
             pins[canonicalize_name(m.group(1))] = m.group(2)
     return pins

@@ -167,9 +167,9 @@ def classify(exc: BaseException, ids_dtype: np.dtype | None = None) -> LookupFai
         return torch_classify(exc)
     # tf2onnx traces the tf.function: TensorFlow's own errors (a TypeError naming the
     # ids' dtype among GatherV2's allowed ones, ...)
-    from .tf_adapter import classify as tf_classify
+    from .tf_adapter import translate
 
-    return tf_classify(exc, None if ids_dtype is None else np.dtype(ids_dtype))
+    return translate(exc, None if ids_dtype is None else np.dtype(ids_dtype))
 
 
 def translated(exc: Exception, ids: np.ndarray) -> Exception:

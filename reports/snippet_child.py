@@ -19,11 +19,29 @@ import sys
 import traceback
 
 
+def _context(classify, ids, sharded) -> dict:
+    """What a module's classify() takes of the call's context: the ids (or their dtype)
+    and whether it was a sharded lookup."""
+    import inspect
+
+    import numpy as np
+
+    params = inspect.signature(classify).parameters
+    kw = {}
+    if "ids" in params:
+        kw["ids"] = ids
+    elif "ids_dtype" in params and isinstance(ids, np.ndarray):
+        kw["ids_dtype"] = ids.dtype
+    if "sharded" in params:
+        kw["sharded"] = sharded
+    return kw
+
+
 def _part(value, classify, ids, sharded):
     import numpy as np
 
     if isinstance(value, BaseException):
-        failure = classify(value, ids=ids, sharded=sharded)
+        failure = classify(value, **_context(classify, ids, sharded))
         return {"failure": failure.kind} if failure is not None else {"unclassified": f"{type(value).__name__}: {value}"[:300]}
     arr = np.asarray(value)
     return {"dtype": arr.dtype.name, "shape": list(arr.shape), "hex": arr.tobytes().hex() if arr.nbytes <= 65536 else None}
