@@ -105,11 +105,12 @@ class Isolated:
             raise value
         return value
 
-    def close(self) -> None:
+    # os is bound as defaults: __del__ may run at interpreter exit, after module globals are cleared
+    def close(self, _kill=os.kill, _waitpid=os.waitpid, _sigkill=signal.SIGKILL) -> None:
         if self._pid is not None:
             try:
-                os.kill(self._pid, signal.SIGKILL)
-                os.waitpid(self._pid, 0)
+                _kill(self._pid, _sigkill)
+                _waitpid(self._pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
             self._conn.close()

@@ -12,7 +12,7 @@ or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``, `
 ``float_ids_via_float32``, ``x64_off``, ``bf16_nan_as_ffff``, ``table_rows_fit_ids_dtype``,
 ``uint64_as_int64``, ``uint64_ids_refused``, ``uint64_ids_refused_by_value``, ``ids_rank_one``,
 ``tf2onnx_onnxruntime_refuses``, ``openvino_empty_table_fails``); *resolvers* claim some ids and
-say what comes back for them (``broadcast_single_row``, ``wrap_negative``,
+say what comes back for them (``broadcast_single_row``, ``openvino_gather_nop``, ``wrap_negative``,
 ``wrap_negative_in_id_dtype``, ``fill_nan``, ``fill_zero``, ``clip``), the first to claim an id
 wins; *finishers* change the result (``canonicalize_bf16_nan``, ``empty_table_returns_table``,
 ``one_hot_matmul``, ``openvino_cpu_constants``). Ids no resolver claims are resolved by the
@@ -276,8 +276,17 @@ def _broadcast_single_row(ids: np.ndarray, v: int):
     return claimed, np.zeros(ids.shape, dtype=np.int64)
 
 
+def _openvino_gather_nop(ids: np.ndarray, v: int):
+    # OpenVINO's EliminateGather pass drops a Gather whose data has one row along the axis
+    # and whose output has the data's shape (case_1 of simplify_gather): one id on a
+    # one-row table returns the table, whatever the id
+    claimed = np.full(ids.shape, v == 1 and ids.shape == (1,))
+    return claimed, np.zeros(ids.shape, dtype=np.int64)
+
+
 RESOLVERS = {
     "broadcast_single_row": _broadcast_single_row,
+    "openvino_gather_nop": _openvino_gather_nop,
     "wrap_negative": _wrap_negative,
     "wrap_negative_in_id_dtype": None,  # built per ids dtype (_wrap_in)
     "fill_nan": _fill(FILL_NAN),

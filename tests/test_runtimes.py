@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import tomllib
 
 import numpy as np
 import pytest
@@ -165,13 +166,29 @@ def test_openvino_cpu_constants_is_what_the_cpu_plugin_returned(dtype_name, give
     assert out.view(f"u{out.itemsize}").ravel().tolist() == returned
 
 
+def _declared_openvino_model():
+    with open(ROOT / "suites" / "divergences" / "runtimes.toml", "rb") as fh:
+        entries = tomllib.load(fh)["divergence"]
+    return next(e["model"] for e in entries if e["adapter"] == "openvino[torch.onnx]" and "ids.negative" in e["clause"])
+
+
 def test_openvino_ids_run_as_int32_and_out_of_range_rows_are_zero():
     table = np.arange(6, dtype=np.float32).reshape(3, 2)
-    model = ["openvino_empty_table_fails", "narrow_to_int32", "wrap_negative", "fill_zero", "openvino_cpu_constants"]
+    model = _declared_openvino_model()
     ids = np.array([2**32, 2**32 + 2, -(2**32) - 1, 2**31, 2**63 - 1])
     assert oracle.lookup(table, ids, model).tolist() == [[0, 1], [4, 5], [4, 5], [0, 0], [4, 5]]
     with pytest.raises(LookupFailure):
         oracle.lookup(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), model)
+
+
+def test_openvino_one_id_on_a_one_row_table_is_the_table():
+    # what OpenVINO 2026.4.1 returned: its EliminateGather pass drops the Gather
+    table, model = np.array([[1.0, 2.0, 3.0]], dtype=np.float32), _declared_openvino_model()
+    assert oracle.lookup(table, np.array([7]), model).tolist() == [[1, 2, 3]]
+    assert oracle.lookup(table, np.array([2**32 + 3]), model).tolist() == [[1, 2, 3]]
+    assert oracle.lookup(table, np.array([7, 7]), model).tolist() == [[0, 0, 0], [0, 0, 0]]
+    assert oracle.lookup(table, np.array([[7]]), model).tolist() == [[[0, 0, 0]]]
+    assert oracle.lookup(table, np.array(7), model).tolist() == [0, 0, 0]
 
 
 def test_numpy_take_models_follow_each_numpy():
