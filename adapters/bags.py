@@ -51,6 +51,13 @@ Behaviour models are named steps, composed with the plain lookup's (adapters/ora
   (tf.nn.embedding_lookup_sparse: its segment count is the largest row id + 1);
 - ``float32_output``: the result comes back as float32, whatever the table's dtype,
   within the table dtype's tolerance (TorchRec's pooled outputs);
+- ``bfloat16_held_as_float16``: a bfloat16 table is held in float16: its elements are
+  rounded to float16 before the lookup (past 65504 to infinity, below 2**-24 to zero or a
+  float16 subnormal; NaN payloads kept, quieted), its gradient comes back float16, and
+  weights (of the table's dtype, bfloat16) no longer match it: a weighted call fails
+  (TorchRec's EmbeddingBagCollection allocates every table that is not FP32 as float16);
+- ``no_bags_fail``: a call with no bags (B = 0, offsets [0]) fails, a failure of no
+  contract kind (TorchRec's KeyedJaggedTensor of stride 0);
 - ``last_offset_unread``: offsets[-1] is not read (torch's offsets of length B): the
   last bag runs to the end of the values, and only offsets[:-1] are checked (start at
   0, never decrease, none past len(values));
@@ -81,7 +88,8 @@ from .contract import COMBINERS, INT_DTYPES, InvalidIds, InvalidOffsets, LookupF
 from .training import Bounded, bounded, eps
 
 STEPS = ("drop_negative_ids", "drop_nonpositive_weights", "drop_trailing_empty_bags", "float32_output",
-         "last_offset_unread", "values_past_last_offset_unread", "empty_bag_reads_row_0", "flush_subnormals", "nan_payload_lost", "sum_from_zero")
+         "bfloat16_held_as_float16", "no_bags_fail", "last_offset_unread", "values_past_last_offset_unread",
+         "empty_bag_reads_row_0", "flush_subnormals", "nan_payload_lost", "sum_from_zero")
 MODELS = STEPS
 
 _U64 = 2.0**-53
@@ -170,6 +178,14 @@ def _prepared(table, values, offsets, weights, combiner, model, padding_idx=None
             keep &= w64 > 0
     if not keep.all():
         values, offs, w64 = _pruned(values, offs, w64, keep)
+    # both fail before any id is read (the jagged input's split; the kernel's dtype check)
+    if "no_bags_fail" in model and offs.shape[0] == 1:
+        raise LookupFailure("no bags (offsets [0]): the call fails (no_bags_fail)")
+    if "bfloat16_held_as_float16" in model and table.dtype.name == "bfloat16":
+        if weights is not None:
+            raise LookupFailure("bfloat16 weights for a table held as float16: the call fails "
+                                "(bfloat16_held_as_float16)")
+        table = bfloat16_as_float16(table)
     _, _, plan = oracle.resolve(table, values, lookup_model)
     if padding_idx is not None:
         v = table.shape[0]
@@ -178,6 +194,20 @@ def _prepared(table, values, offsets, weights, combiner, model, padding_idx=None
         values, offs, w64 = _pruned(values, offs, w64, plan != padding_idx % v)
         plan = plan[plan != padding_idx % v]
     return table, plan, offs, w64
+
+
+def bfloat16_as_float16(table: np.ndarray) -> np.ndarray:
+    """A bfloat16 array rounded to float16 as an IEEE conversion does it (via float32,
+    which holds every bfloat16 exactly): to nearest even, past 65504 to infinity, small
+    values to float16 subnormals or zero; a NaN keeps its sign and the top 9 bits of its
+    payload, and is quieted."""
+    f32 = table.astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = f32.astype(np.float16).view(np.uint16).copy()
+    nan = np.isnan(f32)
+    u = f32.view(np.uint32)[nan]
+    out[nan] = (((u >> 16) & 0x8000) | 0x7E00 | ((u & 0x7FFFFF) >> 13)).astype(np.uint16)
+    return out.view(np.float16)
 
 
 def _pruned(values, offs, w64, keep):
@@ -333,9 +363,18 @@ def grad_bags(table, values, offsets, weights, combiner, upstream, model=()) -> 
     contribution c * up errs by its coefficient's rounding (at most gamma(2n + 3), as
     the forward pass's denominators) and a product (u); k contributions to one element
     add gamma(k - 1): gamma(k + 2n + 3) * sum |c * up| + u * |g|, n the largest bag
-    contributing. Elements nothing reaches are exact zeros."""
+    contributing. Each of those k + 2n + 3 roundings may land among the subnormals, where
+    its error is absolute, at most half the smallest subnormal (tiny * u): so
+    (k + 2n + 3) * tiny * u more. Elements nothing reaches are exact zeros.
+
+    Under ``bfloat16_held_as_float16`` the upstream of a bfloat16 table reaches the
+    float16 table's backward rounded to float16 (the float32 output's gradient is cast to
+    the dtype the pooled rows were computed in)."""
+    held = "bfloat16_held_as_float16" in model and np.asarray(table).dtype.name == "bfloat16"
     table, plan, offs, w64 = _prepared(table, values, offsets, weights, combiner, model)
-    up = np.asarray(upstream).astype(np.float64)
+    up = np.asarray(upstream)
+    with np.errstate(invalid="ignore"):
+        up = (bfloat16_as_float16(up) if held else up).astype(np.float64)
     if "drop_trailing_empty_bags" in model:
         up, offs = _dropped_upstream(up, offs)
     acc = np.zeros(table.shape, dtype=np.float64)
@@ -377,7 +416,8 @@ def grad_bags(table, values, offsets, weights, combiner, upstream, model=()) -> 
             count[r] += 1
             nmax[r] = np.maximum(nmax[r], n)
     u = eps(table.dtype) / 2
+    roundings = count + 2 * nmax + 3
     with np.errstate(invalid="ignore", over="ignore"):
-        atol = np.where(count > 0, (gamma(count + 2 * nmax + 3, table.dtype) + _gamma64(count + 2 * nmax + 3)) * mags
-                        + u * np.abs(acc), 0.0)
+        atol = np.where(count > 0, (gamma(roundings, table.dtype) + _gamma64(roundings)) * mags
+                        + u * np.abs(acc) + roundings * oracle._tiny(table.dtype) * u, 0.0)
     return bounded(acc.astype(table.dtype), atol, any_zero_sign=True)

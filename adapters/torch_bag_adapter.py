@@ -46,6 +46,9 @@ _MESSAGES: tuple[tuple[str, type[LookupFailure]], ...] = (
     ("expected indices to be long or int", InvalidIds),
     ("offsets[0] has to be 0", InvalidOffsets),
     ("offsets[-1] can not be greater than input's length", InvalidOffsets),
+    # the fbgemm path's error report, when its walk over decreasing offsets ends without
+    # meeting an invalid id: a check of the offsets
+    ("the last offset value should be the size of the indices tensor", InvalidOffsets),
     ("weight has to be a 2D Tensor", InvalidTable),
     ("'indices' to have one of the following scalar types", InvalidIds),
     ("input has to be a 1D or 2D Tensor", InvalidIds),

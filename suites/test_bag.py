@@ -311,9 +311,10 @@ def _upstreamed(draw, sigs, caps):
 @clause("bag.grad", "the gradient w.r.t. the table scatters each bag's upstream row to its ids, weighted as the "
         "forward pass: w (sum), w / sum w (mean), w / sqrt(sum w^2) (sqrtn), the maximum's row (max); duplicates "
         "accumulate", method="grad_bags", oracle=_grad_oracle, suspects=SUSPECTS,
-        tolerance=("gamma(k + 2n + 3) * sum |c * up| + u * |g| per element: a contribution's coefficient c errs as the "
-                   "forward pass's denominators (gamma(2n + 3)), its product u, k contributions add gamma(k - 1); "
-                   "elements no id reaches exact zeros"))
+        tolerance=("gamma(k + 2n + 3) * sum |c * up| + u * |g| + (k + 2n + 3) * tiny * u per element: a "
+                   "contribution's coefficient c errs as the forward pass's denominators (gamma(2n + 3)), its product "
+                   "u, k contributions add gamma(k - 1); each of those roundings may fall among the subnormals, where "
+                   "it errs by at most half the smallest subnormal (tiny * u); elements no id reaches exact zeros"))
 def grad_cases(caps, pool):
     return _upstreamed(bag_signatures(caps, pool, half=True, v_min=1, v_max=6), caps)
 
