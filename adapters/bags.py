@@ -66,6 +66,9 @@ Behaviour models are named steps, composed with the plain lookup's (adapters/ora
 - ``empty_bag_reads_row_0``: an empty bag (after the pruning steps) is given id 0 before
   the lookup and its row zeroed after, so with a table of no rows it fails out_of_range
   (safe_embedding_lookup_sparse's sparse_fill_empty_rows);
+- ``empty_bag_default_row``: an empty bag (after the pruning steps) is given the id V - 1
+  with weight 1 and pooled as such: it comes back as row V - 1, and with a table of no
+  rows fails out_of_range (safe_embedding_lookup_sparse with default_id=V - 1);
 - ``flush_subnormals``: subnormal table elements read as zeros of their sign, in every
   bag (a kernel run with denormals flushed: TensorFlow's sparse segment reductions);
 - ``nan_payload_lost``: a NaN may come back with any sign and payload, even from a bag of
@@ -89,7 +92,7 @@ from .training import Bounded, bounded, eps
 
 STEPS = ("drop_negative_ids", "drop_nonpositive_weights", "drop_trailing_empty_bags", "float32_output",
          "bfloat16_held_as_float16", "no_bags_fail", "last_offset_unread", "values_past_last_offset_unread",
-         "empty_bag_reads_row_0", "flush_subnormals", "nan_payload_lost", "sum_from_zero")
+         "empty_bag_reads_row_0", "empty_bag_default_row", "flush_subnormals", "nan_payload_lost", "sum_from_zero")
 MODELS = STEPS
 
 _U64 = 2.0**-53
@@ -178,6 +181,10 @@ def _prepared(table, values, offsets, weights, combiner, model, padding_idx=None
             keep &= w64 > 0
     if not keep.all():
         values, offs, w64 = _pruned(values, offs, w64, keep)
+    if "empty_bag_default_row" in model and (np.diff(offs) == 0).any():
+        if table.shape[0] == 0:
+            raise OutOfRange("an empty bag is given id V - 1 = -1, outside [0, 0)")
+        values, offs, w64 = _filled(values, offs, w64, table.shape[0] - 1)
     # both fail before any id is read (the jagged input's split; the kernel's dtype check)
     if "no_bags_fail" in model and offs.shape[0] == 1:
         raise LookupFailure("no bags (offsets [0]): the call fails (no_bags_fail)")
@@ -208,6 +215,16 @@ def bfloat16_as_float16(table: np.ndarray) -> np.ndarray:
     u = f32.view(np.uint32)[nan]
     out[nan] = (((u >> 16) & 0x8000) | 0x7E00 | ((u & 0x7FFFFF) >> 13)).astype(np.uint16)
     return out.view(np.float16)
+
+
+def _filled(values, offs, w64, fill: int):
+    """Each empty bag given the one entry ``fill`` (weight 1), the offsets moved to match."""
+    sizes = np.diff(offs)
+    at = offs[:-1][sizes == 0]  # where each empty bag's entry goes (np.insert: before these)
+    values = np.insert(values, at, np.array(fill, dtype=values.dtype))
+    w64 = None if w64 is None else np.insert(w64, at, 1.0)
+    offs = offs + np.concatenate([[0], np.cumsum(sizes == 0)])
+    return values, offs.astype(np.int64), w64
 
 
 def _pruned(values, offs, w64, keep):

@@ -99,6 +99,8 @@ BUILTINS: tuple[Builtin, ...] = (
     _b("tf.nn.embedding_lookup_sparse", "adapters.tf_bag_adapter:embedding_lookup_sparse", TF, TF_DISTS, "tensorflow"),
     _b("tf.nn.safe_embedding_lookup_sparse", "adapters.tf_bag_adapter:safe_embedding_lookup_sparse", TF, TF_DISTS,
        "tensorflow"),
+    _b("tf.nn.safe_embedding_lookup_sparse[default_id]", "adapters.tf_bag_adapter:safe_embedding_lookup_sparse_default_id",
+       TF, TF_DISTS, "tensorflow"),
     Builtin("keras_rs.layers.DistributedEmbedding[tensorflow]", "adapters.keras_rs_adapter:distributed_embedding",
             ("keras_rs", "keras", "tensorflow"), ("keras-rs", "keras", "tensorflow"), group="keras-tensorflow",
             env=(("KERAS_BACKEND", "tensorflow"),)),

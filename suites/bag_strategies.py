@@ -78,6 +78,31 @@ def bag_signatures(caps: Capabilities, pool: tuple[Signature, ...], *, vector: b
     return tuple(dict.fromkeys(_bag_sig(s, vector=vector, min_bags=min_bags, nonempty=nonempty) for s in sigs))
 
 
+@lru_cache(maxsize=None)
+def covering_combiners(sigs: tuple[BagSig, ...], combiners: tuple[str, ...],
+                       weighted: tuple[str, ...] = ()) -> tuple[BagSig, ...]:
+    """The signatures, plus one for each combiner (and each weighted combiner, weighted)
+    that none of them pools over a bag of two ids or more: a copy of the signature with
+    the most ids, its knob pointing at that combiner (knob % len(combiners); weighted
+    when (knob // len(combiners)) % 2 == 1), with more ids than bags (so some bag holds
+    two). A combiner's gradient (or mean by count) shows only then,
+    and the knob pairing of a small pool can leave a combiner with bags of one id."""
+    k = len(combiners)
+    out = list(sigs)
+    ordinary = [s for s in sigs if not s.reach] or list(sigs)
+    if not ordinary:
+        return sigs
+    base = max(ordinary, key=lambda s: (s.n, -s.v))
+    for i, c in enumerate(combiners):
+        for w in ((False, True) if c in weighted else (False,)):
+            if any(s.knob % k == i and (s.knob // k) % 2 == w and 1 <= s.b < s.n for s in out):
+                continue
+            n = max(base.n, 2)
+            out.append(BagSig(base.table_dtype, max(base.v, 1), base.row, base.ids_dtype, n, max(1, min(base.b, n - 1)),
+                              i + k * w, base.reach))
+    return tuple(dict.fromkeys(out))
+
+
 # --- offsets ----------------------------------------------------------------------------
 
 def offsets_from(buf: bytes, b: int, n: int) -> np.ndarray:

@@ -13,8 +13,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from adapters import bags, oracle
-from suites.bag_strategies import (BagSig, bag_cases, bag_signatures, distinct_columns, draw_bag_case, draw_weights,
-                                   each_bag_weighted, with_upstream, zero_sum_bag)
+from suites.bag_strategies import (BagSig, bag_cases, bag_signatures, covering_combiners, distinct_columns, draw_bag_case,
+                                   draw_weights, each_bag_weighted, with_upstream, zero_sum_bag)
 from suites.catalogue import clause
 from suites.strategies import SIGNED, choice, draw_table, draw_valid_ids, ints, raw
 from suites.test_ids import FLOAT_KIND, _negative, _too_large, fine_float_ids
@@ -316,7 +316,8 @@ def _upstreamed(draw, sigs, caps):
                    "u, k contributions add gamma(k - 1); each of those roundings may fall among the subnormals, where "
                    "it errs by at most half the smallest subnormal (tiny * u); elements no id reaches exact zeros"))
 def grad_cases(caps, pool):
-    return _upstreamed(bag_signatures(caps, pool, half=True, v_min=1, v_max=6), caps)
+    sigs = bag_signatures(caps, pool, half=True, v_min=1, v_max=6)
+    return _upstreamed(covering_combiners(sigs, tuple(caps.combiners), tuple(caps.weighted_combiners)), caps)
 
 
 def test_clause(check):

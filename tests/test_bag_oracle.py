@@ -222,3 +222,22 @@ def test_grad_tolerance_covers_subnormal_rounding():
     g = bags.grad_bags(t, np.array([0, 0]), np.array([0, 2]), None, "mean", np.array([[2.0**-24]], np.float16))
     assert vals(g) == [[2.0**-24]]
     assert g.atol[0, 0] >= 2.0**-24 and g.atol[0, 0] < 2.0**-21
+
+
+def test_model_empty_bag_default_row():
+    # default_id = V - 1 = 3: the empty bags (first and last) are row 3 [9, 10, 11] under any
+    # combiner; bag 1 = mean of rows 1 and 2 = [4.5, 5.5, 6.5]
+    offs = np.array([0, 0, 2, 2])
+    assert vals(bags.lookup_bags(T, np.array([1, 2]), offs, None, "mean", ["empty_bag_default_row"])) == [
+        [9, 10, 11], [4.5, 5.5, 6.5], [9, 10, 11]]
+    # its weight is 1: sqrtn of the filled bag is the row itself, whatever the other weights
+    w = np.array([2, 2], dtype=F)
+    assert vals(bags.lookup_bags(T, np.array([1, 2]), offs, w, "sqrtn", ["empty_bag_default_row"])[2]) == [9, 10, 11]
+    # a bag emptied by pruning is filled too: weights [0, -1] under mean leave bag 0 empty
+    assert vals(bags.lookup_bags(T, np.array([1, 2]), np.array([0, 2]), np.array([0, -1], dtype=F), "mean",
+                                 ["drop_nonpositive_weights", "empty_bag_default_row"])) == [[9, 10, 11]]
+    # the gradient: each empty bag's upstream goes to row 3 (two bags of ones: 2)
+    g = bags.grad_bags(T, np.array([1, 2]), offs, None, "sum", np.ones((3, 3), F), ["empty_bag_default_row"])
+    assert vals(g) == [[0, 0, 0], [1, 1, 1], [1, 1, 1], [2, 2, 2]]
+    with pytest.raises(OutOfRange):  # a table of no rows: the id V - 1 = -1
+        bags.lookup_bags(np.zeros((0, 3), F), V4[:0], np.array([0, 0]), None, "sum", ["empty_bag_default_row"])
