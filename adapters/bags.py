@@ -58,6 +58,9 @@ Behaviour models are named steps, composed with the plain lookup's (adapters/ora
   (TorchRec's EmbeddingBagCollection allocates every table that is not FP32 as float16);
 - ``no_bags_fail``: a call with no bags (B = 0, offsets [0]) fails, a failure of no
   contract kind (TorchRec's KeyedJaggedTensor of stride 0);
+- ``no_ids_fail``: a call with no ids at all (every bag empty, or no bags) fails, a
+  failure of no contract kind (F.embedding_bag's 2-D input of shape (B, 0): its offsets
+  torch.arange(0, 0, 0));
 - ``last_offset_unread``: offsets[-1] is not read (torch's offsets of length B): the
   last bag runs to the end of the values, and only offsets[:-1] are checked (start at
   0, never decrease, none past len(values));
@@ -91,7 +94,7 @@ from .contract import COMBINERS, INT_DTYPES, InvalidIds, InvalidOffsets, LookupF
 from .training import Bounded, bounded, eps
 
 STEPS = ("drop_negative_ids", "drop_nonpositive_weights", "drop_trailing_empty_bags", "float32_output",
-         "bfloat16_held_as_float16", "no_bags_fail", "last_offset_unread", "values_past_last_offset_unread",
+         "bfloat16_held_as_float16", "no_bags_fail", "no_ids_fail", "last_offset_unread", "values_past_last_offset_unread",
          "empty_bag_reads_row_0", "empty_bag_default_row", "flush_subnormals", "nan_payload_lost", "sum_from_zero")
 MODELS = STEPS
 
@@ -188,6 +191,8 @@ def _prepared(table, values, offsets, weights, combiner, model, padding_idx=None
     # both fail before any id is read (the jagged input's split; the kernel's dtype check)
     if "no_bags_fail" in model and offs.shape[0] == 1:
         raise LookupFailure("no bags (offsets [0]): the call fails (no_bags_fail)")
+    if "no_ids_fail" in model and values.shape[0] == 0:
+        raise LookupFailure("no ids (bags of length 0): the call fails (no_ids_fail)")
     if "bfloat16_held_as_float16" in model and table.dtype.name == "bfloat16":
         if weights is not None:
             raise LookupFailure("bfloat16 weights for a table held as float16: the call fails "

@@ -96,6 +96,8 @@ BUILTINS: tuple[Builtin, ...] = (
     _b("torch.nn.EmbeddingBag", "adapters.torch_bag_adapter:nn_embedding_bag", ("torch",), ("torch",), "torch"),
     _b("torch.nn.functional.embedding_bag[compile]", "adapters.torch_bag_adapter:functional_embedding_bag_compile",
        ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding_bag[2d]", "adapters.torch_bag_adapter:functional_embedding_bag_2d", ("torch",),
+       ("torch",), "torch"),
     _b("tf.nn.embedding_lookup_sparse", "adapters.tf_bag_adapter:embedding_lookup_sparse", TF, TF_DISTS, "tensorflow"),
     _b("tf.nn.safe_embedding_lookup_sparse", "adapters.tf_bag_adapter:safe_embedding_lookup_sparse", TF, TF_DISTS,
        "tensorflow"),

@@ -213,7 +213,9 @@ def _malformed(draw, sigs, combiners):
 
 @clause("bag.offsets", "offsets that are not CSR over the values (not starting at 0, decreasing, ending past "
         "len(values), or short of it, leaving values in no bag) are invalid_offsets: nothing read past them, "
-        "nothing dropped", **BAG)
+        "nothing dropped",
+        applicable=lambda caps, adapter: "the API takes no offsets (bags of one length)" if caps.fixed_length_bags
+        else None, **BAG)
 def offsets_cases(caps, pool):
     return _malformed(bag_signatures(caps, pool, nonempty=True, v_min=1, reach=False), tuple(caps.combiners))
 
@@ -275,7 +277,7 @@ def _singles(draw, sigs, caps):
         **{**BAG, "oracle": _single_oracle})
 def single_cases(caps, pool):
     sigs = bag_signatures(caps, pool)
-    return _singles(tuple(dict.fromkeys(BagSig(s.table_dtype, s.v, s.row, s.ids_dtype, s.n, s.n, s.knob, s.reach)
+    return _singles(tuple(dict.fromkeys(BagSig(s.table_dtype, s.v, s.row, s.ids_dtype, s.n, s.n, s.knob, s.reach, s.fixed)
                                         for s in sigs)), caps)
 
 

@@ -241,3 +241,14 @@ def test_model_empty_bag_default_row():
     assert vals(g) == [[0, 0, 0], [1, 1, 1], [1, 1, 1], [2, 2, 2]]
     with pytest.raises(OutOfRange):  # a table of no rows: the id V - 1 = -1
         bags.lookup_bags(np.zeros((0, 3), F), V4[:0], np.array([0, 0]), None, "sum", ["empty_bag_default_row"])
+
+
+def test_model_no_ids_fail():
+    # three bags of no ids (a (3, 0) input): fails, no kind; the contract gives three zero rows
+    with pytest.raises(LookupFailure) as info:
+        bags.lookup_bags(T, V4[:0], np.array([0, 0, 0, 0]), None, "sum", ["no_ids_fail"])
+    assert type(info.value) is LookupFailure
+    assert vals(bags.lookup_bags(T, V4[:0], np.array([0, 0, 0, 0]), None, "sum")) == [[0, 0, 0]] * 3
+    # one id is enough: bags [2] and [] give row 2 and a zero row
+    assert vals(bags.lookup_bags(T, np.array([2]), np.array([0, 1, 1]), None, "sum", ["no_ids_fail"])) == [
+        [6, 7, 8], [0, 0, 0]]

@@ -43,7 +43,9 @@ def run_versions() -> dict[str, set[Version]]:
         pytest.skip("nox is not installed (requirements.txt pins it)")
     nf = _noxfile()
     out: dict[str, set[Version]] = {}
-    pins = [nf.requirement_pins()] + [dict(c.pins) for c in nf.CELLS] + [{"torch": nf.TORCH}]
+    # requirements-nodeps.txt: what installs with --no-deps (TorchRec and its own requirements)
+    pins = [nf.requirement_pins(), nf.requirement_pins(nf.ROOT / "requirements-nodeps.txt")]
+    pins += [dict(c.pins) for c in nf.CELLS] + [{"torch": nf.TORCH}]
     for p in pins:
         for name, version in p.items():
             out.setdefault(canonicalize_name(name), set()).add(Version(version))
