@@ -51,6 +51,16 @@ Behaviour models are named steps, composed with the plain lookup's (adapters/ora
   (tf.nn.embedding_lookup_sparse: its segment count is the largest row id + 1);
 - ``float32_output``: the result comes back as float32, whatever the table's dtype,
   within the table dtype's tolerance (TorchRec's pooled outputs);
+- ``bfloat16_held_as_float16``: a bfloat16 table is held in float16: its elements are
+  rounded to float16 before the lookup (past 65504 to infinity, below 2**-24 to zero or a
+  float16 subnormal; NaN payloads kept, quieted), its gradient comes back float16, and
+  weights (of the table's dtype, bfloat16) no longer match it: a weighted call fails
+  (TorchRec's EmbeddingBagCollection allocates every table that is not FP32 as float16);
+- ``no_bags_fail``: a call with no bags (B = 0, offsets [0]) fails, a failure of no
+  contract kind (TorchRec's KeyedJaggedTensor of stride 0);
+- ``no_ids_fail``: a call with no ids at all (every bag empty, or no bags) fails, a
+  failure of no contract kind (F.embedding_bag's 2-D input of shape (B, 0): its offsets
+  torch.arange(0, 0, 0));
 - ``last_offset_unread``: offsets[-1] is not read (torch's offsets of length B): the
   last bag runs to the end of the values, and only offsets[:-1] are checked (start at
   0, never decrease, none past len(values));
@@ -59,6 +69,9 @@ Behaviour models are named steps, composed with the plain lookup's (adapters/ora
 - ``empty_bag_reads_row_0``: an empty bag (after the pruning steps) is given id 0 before
   the lookup and its row zeroed after, so with a table of no rows it fails out_of_range
   (safe_embedding_lookup_sparse's sparse_fill_empty_rows);
+- ``empty_bag_default_row``: an empty bag (after the pruning steps) is given the id V - 1
+  with weight 1 and pooled as such: it comes back as row V - 1, and with a table of no
+  rows fails out_of_range (safe_embedding_lookup_sparse with default_id=V - 1);
 - ``flush_subnormals``: subnormal table elements read as zeros of their sign, in every
   bag (a kernel run with denormals flushed: TensorFlow's sparse segment reductions);
 - ``nan_payload_lost``: a NaN may come back with any sign and payload, even from a bag of
@@ -81,7 +94,8 @@ from .contract import COMBINERS, INT_DTYPES, InvalidIds, InvalidOffsets, LookupF
 from .training import Bounded, bounded, eps
 
 STEPS = ("drop_negative_ids", "drop_nonpositive_weights", "drop_trailing_empty_bags", "float32_output",
-         "last_offset_unread", "values_past_last_offset_unread", "empty_bag_reads_row_0", "flush_subnormals", "nan_payload_lost", "sum_from_zero")
+         "bfloat16_held_as_float16", "no_bags_fail", "no_ids_fail", "last_offset_unread", "values_past_last_offset_unread",
+         "empty_bag_reads_row_0", "empty_bag_default_row", "flush_subnormals", "nan_payload_lost", "sum_from_zero")
 MODELS = STEPS
 
 _U64 = 2.0**-53
@@ -170,6 +184,20 @@ def _prepared(table, values, offsets, weights, combiner, model, padding_idx=None
             keep &= w64 > 0
     if not keep.all():
         values, offs, w64 = _pruned(values, offs, w64, keep)
+    if "empty_bag_default_row" in model and (np.diff(offs) == 0).any():
+        if table.shape[0] == 0:
+            raise OutOfRange("an empty bag is given id V - 1 = -1, outside [0, 0)")
+        values, offs, w64 = _filled(values, offs, w64, table.shape[0] - 1)
+    # both fail before any id is read (the jagged input's split; the kernel's dtype check)
+    if "no_bags_fail" in model and offs.shape[0] == 1:
+        raise LookupFailure("no bags (offsets [0]): the call fails (no_bags_fail)")
+    if "no_ids_fail" in model and values.shape[0] == 0:
+        raise LookupFailure("no ids (bags of length 0): the call fails (no_ids_fail)")
+    if "bfloat16_held_as_float16" in model and table.dtype.name == "bfloat16":
+        if weights is not None:
+            raise LookupFailure("bfloat16 weights for a table held as float16: the call fails "
+                                "(bfloat16_held_as_float16)")
+        table = bfloat16_as_float16(table)
     _, _, plan = oracle.resolve(table, values, lookup_model)
     if padding_idx is not None:
         v = table.shape[0]
@@ -178,6 +206,30 @@ def _prepared(table, values, offsets, weights, combiner, model, padding_idx=None
         values, offs, w64 = _pruned(values, offs, w64, plan != padding_idx % v)
         plan = plan[plan != padding_idx % v]
     return table, plan, offs, w64
+
+
+def bfloat16_as_float16(table: np.ndarray) -> np.ndarray:
+    """A bfloat16 array rounded to float16 as an IEEE conversion does it (via float32,
+    which holds every bfloat16 exactly): to nearest even, past 65504 to infinity, small
+    values to float16 subnormals or zero; a NaN keeps its sign and the top 9 bits of its
+    payload, and is quieted."""
+    f32 = table.astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = f32.astype(np.float16).view(np.uint16).copy()
+    nan = np.isnan(f32)
+    u = f32.view(np.uint32)[nan]
+    out[nan] = (((u >> 16) & 0x8000) | 0x7E00 | ((u & 0x7FFFFF) >> 13)).astype(np.uint16)
+    return out.view(np.float16)
+
+
+def _filled(values, offs, w64, fill: int):
+    """Each empty bag given the one entry ``fill`` (weight 1), the offsets moved to match."""
+    sizes = np.diff(offs)
+    at = offs[:-1][sizes == 0]  # where each empty bag's entry goes (np.insert: before these)
+    values = np.insert(values, at, np.array(fill, dtype=values.dtype))
+    w64 = None if w64 is None else np.insert(w64, at, 1.0)
+    offs = offs + np.concatenate([[0], np.cumsum(sizes == 0)])
+    return values, offs.astype(np.int64), w64
 
 
 def _pruned(values, offs, w64, keep):
@@ -333,9 +385,18 @@ def grad_bags(table, values, offsets, weights, combiner, upstream, model=()) -> 
     contribution c * up errs by its coefficient's rounding (at most gamma(2n + 3), as
     the forward pass's denominators) and a product (u); k contributions to one element
     add gamma(k - 1): gamma(k + 2n + 3) * sum |c * up| + u * |g|, n the largest bag
-    contributing. Elements nothing reaches are exact zeros."""
+    contributing. Each of those k + 2n + 3 roundings may land among the subnormals, where
+    its error is absolute, at most half the smallest subnormal (tiny * u): so
+    (k + 2n + 3) * tiny * u more. Elements nothing reaches are exact zeros.
+
+    Under ``bfloat16_held_as_float16`` the upstream of a bfloat16 table reaches the
+    float16 table's backward rounded to float16 (the float32 output's gradient is cast to
+    the dtype the pooled rows were computed in)."""
+    held = "bfloat16_held_as_float16" in model and np.asarray(table).dtype.name == "bfloat16"
     table, plan, offs, w64 = _prepared(table, values, offsets, weights, combiner, model)
-    up = np.asarray(upstream).astype(np.float64)
+    up = np.asarray(upstream)
+    with np.errstate(invalid="ignore"):
+        up = (bfloat16_as_float16(up) if held else up).astype(np.float64)
     if "drop_trailing_empty_bags" in model:
         up, offs = _dropped_upstream(up, offs)
     acc = np.zeros(table.shape, dtype=np.float64)
@@ -377,7 +438,8 @@ def grad_bags(table, values, offsets, weights, combiner, upstream, model=()) -> 
             count[r] += 1
             nmax[r] = np.maximum(nmax[r], n)
     u = eps(table.dtype) / 2
+    roundings = count + 2 * nmax + 3
     with np.errstate(invalid="ignore", over="ignore"):
-        atol = np.where(count > 0, (gamma(count + 2 * nmax + 3, table.dtype) + _gamma64(count + 2 * nmax + 3)) * mags
-                        + u * np.abs(acc), 0.0)
+        atol = np.where(count > 0, (gamma(roundings, table.dtype) + _gamma64(roundings)) * mags
+                        + u * np.abs(acc) + roundings * oracle._tiny(table.dtype) * u, 0.0)
     return bounded(acc.astype(table.dtype), atol, any_zero_sign=True)

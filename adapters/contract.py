@@ -124,6 +124,9 @@ class Capabilities:
     combiners: tuple[str, ...] = COMBINERS
     # The combiners that take weights (max never does: the contract's max is unweighted).
     weighted_combiners: tuple[str, ...] = ("sum", "mean", "sqrtn")
+    # Bags of one length only (an API taking a (B, L) ids array, no offsets): lookup_bags is
+    # given offsets [0, L, 2L, ..., BL] (L = 0 included), and clause bag.offsets does not apply.
+    fixed_length_bags: bool = False
     # Distributions whose versions are reported beside ``framework``.
     distributions: tuple[str, ...] = ()
     device: str = "cpu"

@@ -64,7 +64,7 @@ class NumpyAdapter:
         return np.asarray(bags.lookup_bags_padded(table, values, offsets, weights, combiner, padding_idx))
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        lines = ["import numpy as np", "import ml_dtypes", "from adapters import bags, oracle, partition, training"]
+        lines = ["import numpy as np", "import ml_dtypes", "from embedding_conformance.adapters import bags, oracle, partition, training"]
         lines += [f"{k} = {v}" for k, v in args.items()]
         lines += [f"result = {_CALLS[op]}", "print(repr(result))"]
         return "\n".join(lines)

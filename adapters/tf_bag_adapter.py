@@ -6,7 +6,10 @@ CSR offsets: ``tf.RaggedTensor.from_row_splits(values, offsets).to_sparse()`` (r
 holds bag b; dense shape [B, the largest bag]), which validates the offsets; weights the
 same way, in the table's dtype (``sp_weights``). The combiner is passed as
 ``combiner=``; safe_embedding_lookup_sparse keeps its documented default
-``default_id=None`` (an empty row comes back as zeros). Outputs come back through
+``default_id=None`` (an empty row comes back as zeros), and its ``[default_id]``
+variant passes ``default_id=V - 1`` (documented: "The id to use for an entry with no
+features"; the last row, so that a fill from row 0, which the default path uses
+internally, shows). Outputs come back through
 ``Tensor.numpy()`` bit for bit. TensorFlow is imported lazily.
 """
 from __future__ import annotations
@@ -38,6 +41,8 @@ _NOTES = (
     "validates them",
 )
 _SAFE_NOTE = "safe_embedding_lookup_sparse with its default default_id=None: empty rows are zeros"
+_DEFAULT_ID_NOTE = ("safe_embedding_lookup_sparse(..., default_id=V - 1): an empty row (after pruning) is documented "
+                    "to take the id V - 1 (the last row); with V == 0 that id is -1")
 
 
 def _caps(*notes: str) -> Capabilities:
@@ -64,6 +69,7 @@ class Variant:
     name: str
     api: str  # "embedding_lookup_sparse" | "safe_embedding_lookup_sparse"
     capabilities: Capabilities
+    default_id: bool = False  # safe_embedding_lookup_sparse(default_id=V - 1)
 
 
 class TFBag:
@@ -93,12 +99,16 @@ class TFBag:
                 raise
             raise failure from exc
 
-    def _op(self):
-        return getattr(self.tf.nn, self.variant.api)
+    def _op(self, table):
+        op = getattr(self.tf.nn, self.variant.api)
+        if self.variant.default_id:
+            v = table.shape[0]
+            return lambda *args, **kw: op(*args, default_id=v - 1, **kw)
+        return op
 
     def lookup_bags(self, table, values, offsets, weights, combiner):
         tf = self.tf
-        op = self._op()
+        op = self._op(table)
 
         def call():
             sp_ids, sp_weights = self._sparse(values, offsets, weights)
@@ -108,7 +118,7 @@ class TFBag:
 
     def grad_bags(self, table, values, offsets, weights, combiner, upstream):
         tf = self.tf
-        op = self._op()
+        op = self._op(table)
 
         def call():
             sp_ids, sp_weights = self._sparse(values, offsets, weights)
@@ -134,11 +144,12 @@ class TFBag:
             "sp_weights = None if weights is None else tf.RaggedTensor.from_row_splits(",
             "    tf.constant(weights), tf.constant(offsets)).to_sparse()",
         ]
+        kw = ", default_id=table.shape[0] - 1" if self.variant.default_id else ""
         if op == "lookup_bags":
-            lines += [f"out = {api}(tf.constant(table), sp_ids, sp_weights, combiner=combiner)"]
+            lines += [f"out = {api}(tf.constant(table), sp_ids, sp_weights, combiner=combiner{kw})"]
         else:
             lines += ["t = tf.constant(table)", "with tf.GradientTape() as tape:", "    tape.watch(t)",
-                      f"    loss = tf.reduce_sum({api}(t, sp_ids, sp_weights, combiner=combiner) * upstream)",
+                      f"    loss = tf.reduce_sum({api}(t, sp_ids, sp_weights, combiner=combiner{kw}) * upstream)",
                       "out = tf.convert_to_tensor(tape.gradient(loss, t))"]
         lines += ["out = np.asarray(out.numpy())", "print(out.dtype, out.shape)", "print(repr(out))",
                   "print([hex(b) for b in out.view(f'u{out.dtype.itemsize}').ravel().tolist()])", "result = out"]
@@ -148,6 +159,8 @@ class TFBag:
 VARIANTS = {v.name: v for v in (
     Variant("tf.nn.embedding_lookup_sparse", "embedding_lookup_sparse", _caps()),
     Variant("tf.nn.safe_embedding_lookup_sparse", "safe_embedding_lookup_sparse", _caps(_SAFE_NOTE)),
+    Variant("tf.nn.safe_embedding_lookup_sparse[default_id]", "safe_embedding_lookup_sparse", _caps(_DEFAULT_ID_NOTE),
+            default_id=True),
 )}
 
 
@@ -167,3 +180,7 @@ def embedding_lookup_sparse() -> TFBag:
 
 def safe_embedding_lookup_sparse() -> TFBag:
     return TFBag(VARIANTS["tf.nn.safe_embedding_lookup_sparse"])
+
+
+def safe_embedding_lookup_sparse_default_id() -> TFBag:
+    return TFBag(VARIANTS["tf.nn.safe_embedding_lookup_sparse[default_id]"])

@@ -1,6 +1,9 @@
 """PyTorch bag adapters: ``torch.nn.functional.embedding_bag`` (its default offsets
 form: B offsets, each bag's start), ``torch.nn.EmbeddingBag`` (the CSR form,
-``include_last_offset=True``) and ``F.embedding_bag`` under ``torch.compile``.
+``include_last_offset=True``), ``F.embedding_bag`` under ``torch.compile``, and
+``F.embedding_bag[2d]``: a (B, L) ids array without offsets, the documented form for
+bags of one length (its capabilities say fixed_length_bags, so its cases hold bags of
+one length, L = 0 included; no bags is a (0, 0) array).
 
 The contract's offsets are CSR (B + 1 entries, adapters/bags.py). F.embedding_bag's
 documented default takes B offsets and runs the last bag to the end of the input, so
@@ -46,12 +49,17 @@ _MESSAGES: tuple[tuple[str, type[LookupFailure]], ...] = (
     ("expected indices to be long or int", InvalidIds),
     ("offsets[0] has to be 0", InvalidOffsets),
     ("offsets[-1] can not be greater than input's length", InvalidOffsets),
+    # the fbgemm path's error report, when its walk over decreasing offsets ends without
+    # meeting an invalid id: a check of the offsets
+    ("the last offset value should be the size of the indices tensor", InvalidOffsets),
     ("weight has to be a 2D Tensor", InvalidTable),
     ("'indices' to have one of the following scalar types", InvalidIds),
     ("input has to be a 1D or 2D Tensor", InvalidIds),
-    # an internal assert of the CPU kernel, met for an invalid id among empty bags and for
-    # decreasing offsets alike: it names no kind, so a framework failure of none
+    # an internal assert of the CPU kernel's error report, met for an invalid id outside the
+    # first thread's share of the bags and for decreasing offsets: no kind
     ("Expected i < index_size to be true", LookupFailure),
+    # F.embedding_bag's offsets for a 2-D input of shape (B, 0): torch.arange(0, 0, 0)
+    ("step must be nonzero", LookupFailure),
 )
 
 
@@ -138,8 +146,8 @@ class TorchBag:
         combiner = eval(args["combiner"])
         lines = [_SNIPPET_HELPERS]
         lines += [f"{k} = {v}" for k, v in args.items()]
-        lines += ["input = to_torch(values)", "weight = to_torch(table)", self._OFFSETS_SOURCE,
-                  "psw = None if weights is None else to_torch(weights)"]
+        lines += ["input = to_torch(values)", "weight = to_torch(table)",
+                  "psw = None if weights is None else to_torch(weights)", self._OFFSETS_SOURCE]
         lines += self._call_source(combiner, op == "grad_bags", op == "lookup_bags_padded")
         if op == "grad_bags":
             lines += ["out.backward(to_torch(upstream))",
@@ -183,6 +191,48 @@ class ModuleBag(TorchBag):
                 f"include_last_offset=True{pad})",
                 "held = layer.weight",
                 "out = layer(input, offs, per_sample_weights=psw)"]
+
+
+class FunctionalBag2D(FunctionalBag):
+    """F.embedding_bag(input, weight, mode=..., per_sample_weights=...) with ``input`` of
+    shape (B, L) and no offsets: B bags of L ids each. The CSR offsets it is given are
+    [0, L, ..., BL] (capabilities.fixed_length_bags); the values are reshaped to (B, L)
+    (no bags: (0, 0)), the weights likewise."""
+
+    name = "torch.nn.functional.embedding_bag[2d]"
+    capabilities = _CAPS.narrowed(fixed_length_bags=True, notes=_NOTES + (
+        "2-D input (B, L) without offsets (bags of one length); the CSR form given is reshaped to it, no bags "
+        "to shape (0, 0)",))
+    _OFFSETS_SOURCE = "\n".join([
+        "B = len(offsets) - 1; L = int(offsets[1] - offsets[0]) if B else 0  # bags of one length: a (B, L) input",
+        "input = to_torch(values.reshape(B, L))",
+        "psw = None if weights is None else to_torch(weights.reshape(B, L))"])
+
+    @staticmethod
+    def _shape(offsets: np.ndarray) -> tuple[int, int]:
+        offsets = np.asarray(offsets)
+        b = offsets.shape[0] - 1
+        length = int(offsets[1] - offsets[0]) if b else 0
+        if b and (np.diff(offsets) != length).any():
+            raise ValueError(f"{FunctionalBag2D.name} takes bags of one length (fixed_length_bags), got offsets "
+                             f"{offsets.tolist()}")
+        return b, length
+
+    def _call(self, table, values, offsets, weights, combiner, *, trainable=False, padding_idx=None):
+        shape = self._shape(offsets)
+        names = {"input": _to_torch(np.asarray(values).reshape(shape)), "weight": _to_torch(table, copy=trainable),
+                 "psw": None if weights is None else _to_torch(np.asarray(weights).reshape(shape)),
+                 "combiner": combiner}
+        if padding_idx is not None:
+            names["padding_idx"] = int(padding_idx)
+        ns = run_source(self._call_source(combiner, trainable, padding_idx is not None), **names)
+        return ns["out"], ns["held"]
+
+    def _call_source(self, combiner, trainable, padded):
+        pad = ", padding_idx=padding_idx" if padded else ""
+        lines = ["weight.requires_grad_(True)"] if trainable else []
+        return lines + ["held = weight",
+                        f"out = F.embedding_bag(input, weight, mode={combiner!r}, per_sample_weights=psw{pad})"]
 
 
 class CompiledFunctionalBag(FunctionalBag):
@@ -291,6 +341,7 @@ _CLASSES = {
     "torch.nn.functional.embedding_bag": FunctionalBag,
     "torch.nn.EmbeddingBag": ModuleBag,
     "torch.nn.functional.embedding_bag[compile]": CompiledFunctionalBag,
+    "torch.nn.functional.embedding_bag[2d]": FunctionalBag2D,
 }
 
 
@@ -315,3 +366,7 @@ def nn_embedding_bag() -> TorchBag:
 
 def functional_embedding_bag_compile() -> TorchBag:
     return CompiledFunctionalBag()
+
+
+def functional_embedding_bag_2d() -> TorchBag:
+    return FunctionalBag2D()

@@ -32,8 +32,16 @@ CAPS = Capabilities(table_dtypes=("float32", "float16", "bfloat16"), table_ndims
                     distributions=("torchrec", "fbgemm-gpu-cpu", "torch"),
                     notes=_NOTES + ("a table has at least one row (num_embeddings >= 1)",))
 
-# KJT's split of its values by the lengths its offsets give
-_MESSAGES = (("split_with_sizes expects split_sizes to sum exactly to", InvalidOffsets),)
+_MESSAGES = (
+    # KJT's split of its values by the lengths its offsets give
+    ("split_with_sizes expects split_sizes to sum exactly to", InvalidOffsets),
+    # KJT.length_per_key with no bags (stride 0): torch.diff(offsets).view(-1, 0) fails on valid
+    # input, a framework failure of no contract kind
+    ("cannot reshape tensor of 0 elements into shape [-1, 0]", LookupFailure),
+    # bfloat16 weights against the float16 weight EmbeddingBagCollection allocates for a BF16
+    # table: torch's embedding_bag dtype check, no contract kind
+    ("to have the same type as tensor for argument #1 'per_sample_weights'", LookupFailure),
+)
 
 
 def _failure(exc: BaseException) -> LookupFailure | None:
@@ -72,6 +80,13 @@ class EmbeddingBagCollectionAdapter:
         import torchrec  # noqa: F401  (fails here, not mid-check, when it cannot load)
 
         self._modules: dict[tuple, Any] = {}
+
+    def environment(self) -> dict[str, int]:
+        # EmbeddingBagCollection runs torch's embedding_bag kernel, whose error reporting
+        # depends on the intra-op thread count (suites/divergences/bags.toml)
+        import torch
+
+        return {"torch.threads": torch.get_num_threads()}
 
     def _module(self, v, d, combiner, dtype_name, weighted):
         key = (v, d, combiner, dtype_name, weighted)

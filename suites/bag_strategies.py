@@ -45,13 +45,14 @@ class BagSig:
     b: int  # bags
     knob: int
     reach: bool = False
+    fixed: bool = False  # bags of one length L = n // b (capabilities.fixed_length_bags)
 
     @property
     def table_shape(self) -> tuple[int, ...]:
         return (self.v, *self.row)
 
 
-def _bag_sig(sig: Signature, *, vector: bool, min_bags: int, nonempty: bool) -> BagSig:
+def _bag_sig(sig: Signature, *, vector: bool, min_bags: int, nonempty: bool, fixed: bool = False) -> BagSig:
     n = int(np.prod(sig.ids_shape, dtype=np.int64))
     if nonempty:
         n = max(n, 1)
@@ -59,8 +60,10 @@ def _bag_sig(sig: Signature, *, vector: bool, min_bags: int, nonempty: bool) -> 
     b = (len(sig.ids_shape) + sig.knob) % (MAX_BAGS + 1)
     if n:  # ids need a bag to live in (without ids, B = 0: no bags, or all of them empty)
         b = max(b, min_bags, 1)
+    if fixed and b:  # B bags of L ids each: n = B * L (L = 0, every bag empty, when there were no ids)
+        n = b * (max(n // b, 1) if n else 0)
     row = ((sig.row[0] if sig.row else 1),) if vector else sig.row
-    return BagSig(sig.table_dtype, sig.v, row, sig.ids_dtype, n, b, sig.knob, sig.reach)
+    return BagSig(sig.table_dtype, sig.v, row, sig.ids_dtype, n, b, sig.knob, sig.reach, fixed)
 
 
 @lru_cache(maxsize=None)
@@ -75,7 +78,34 @@ def bag_signatures(caps: Capabilities, pool: tuple[Signature, ...], *, vector: b
     base = covering_half(pool, reach=1) if half else pool
     sigs = signatures(caps, base, nonempty=nonempty, v_min=v_min, v_max=v_max, reach=reach, aim=aim,
                       id_dtypes=id_dtypes)
-    return tuple(dict.fromkeys(_bag_sig(s, vector=vector, min_bags=min_bags, nonempty=nonempty) for s in sigs))
+    return tuple(dict.fromkeys(_bag_sig(s, vector=vector, min_bags=min_bags, nonempty=nonempty,
+                                        fixed=caps.fixed_length_bags) for s in sigs))
+
+
+@lru_cache(maxsize=None)
+def covering_combiners(sigs: tuple[BagSig, ...], combiners: tuple[str, ...],
+                       weighted: tuple[str, ...] = ()) -> tuple[BagSig, ...]:
+    """The signatures, plus one for each combiner (and each weighted combiner, weighted)
+    that none of them pools over a bag of two ids or more: a copy of the signature with
+    the most ids, its knob pointing at that combiner (knob % len(combiners); weighted
+    when (knob // len(combiners)) % 2 == 1), with more ids than bags (so some bag holds
+    two). A combiner's gradient (or mean by count) shows only then,
+    and the knob pairing of a small pool can leave a combiner with bags of one id."""
+    k = len(combiners)
+    out = list(sigs)
+    ordinary = [s for s in sigs if not s.reach] or list(sigs)
+    if not ordinary:
+        return sigs
+    base = max(ordinary, key=lambda s: (s.n, -s.v))
+    for i, c in enumerate(combiners):
+        for w in ((False, True) if c in weighted else (False,)):
+            if any(s.knob % k == i and (s.knob // k) % 2 == w and 1 <= s.b < s.n for s in out):
+                continue
+            n = max(base.n, 2)
+            b = 1 if base.fixed else max(1, min(base.b, n - 1))  # fixed length: one bag of n
+            out.append(BagSig(base.table_dtype, max(base.v, 1), base.row, base.ids_dtype, n, b, i + k * w, base.reach,
+                              base.fixed))
+    return tuple(dict.fromkeys(out))
 
 
 # --- offsets ----------------------------------------------------------------------------
@@ -106,6 +136,8 @@ def with_empty_bag(offsets: np.ndarray, at: int) -> np.ndarray:
 
 
 def draw_offsets(draw, sig: BagSig, *, empty: bool = False) -> np.ndarray:
+    if sig.fixed:  # bags of one length: nothing to draw (all of them empty when there are no ids)
+        return np.arange(sig.b + 1, dtype=np.int64) * (sig.n // sig.b if sig.b else 0)
     offs = offsets_from(draw(raw(max(sig.b - 1, 0)), label="offsets"), sig.b, sig.n)
     if empty and sig.b >= 2:
         # one bag emptied for certain: the trailing one in half the examples

@@ -177,3 +177,78 @@ def test_grad_model_drop_trailing_empty_bags():
     assert vals(g[0]) == [7, 7, 7]
     with pytest.raises(LookupFailure):  # two rows for three bags: incompatible shapes
         bags.grad_bags(T, np.array([0, 1]), np.array([0, 1, 2, 2]), None, "sum", up, ["drop_trailing_empty_bags"])
+
+
+def test_model_bfloat16_held_as_float16():
+    import ml_dtypes
+
+    bf = ml_dtypes.bfloat16
+    # bfloat16 1e5 (99840) is past float16's 65504: inf; 2**-20 is a float16 subnormal, kept
+    # exactly; 2**-26 is below half the smallest float16 subnormal (2**-25): zero; 3 stays 3;
+    # the signalling NaN 0x7f81 keeps its payload's top bits and is quieted: 0x7e08
+    t = np.array([[1e5, 2.0**-20], [2.0**-26, 3.0]], dtype=bf)
+    t[1, 0] = np.array(0x7F81, np.uint16).view(bf)
+    held = bags.bfloat16_as_float16(t)
+    assert held.dtype == np.float16 and held.view(np.uint16).tolist() == [[0x7C00, 0x0010], [0x7E08, 0x4200]]
+    assert held.view(np.uint16)[0, 1] == 0x0010  # 2**-20 = 16 * 2**-24
+    out = bags.lookup_bags(t, np.array([0, 1]), np.array([0, 1, 2]), None, "sum",
+                           ["float32_output", "bfloat16_held_as_float16"])
+    assert out.dtype == np.float32
+    assert np.asarray(out).view(np.uint32)[0].tolist() == [0x7F800000, 0x35800000]  # inf, 2**-20
+    assert np.isnan(np.asarray(out)[1, 0]) and np.asarray(out)[1, 1] == 3.0
+    assert bags.bfloat16_as_float16(np.array([2.0**-26], bf)).view(np.uint16).tolist() == [0]
+    with pytest.raises(LookupFailure):  # bfloat16 weights against the float16 table
+        bags.lookup_bags(t, np.array([0]), np.array([0, 1]), np.ones(1, bf), "sum", ["bfloat16_held_as_float16"])
+    # the gradient is float16, the upstream rounded to float16 first: 2**20 -> inf, 3 -> 3
+    g = bags.grad_bags(t, np.array([0, 1]), np.array([0, 1, 2]), None, "sum",
+                       np.array([[2.0**20, 1.0], [3.0, 0.5]], dtype=bf), ["bfloat16_held_as_float16"])
+    assert g.dtype == np.float16 and vals(g) == [[np.inf, 1.0], [3.0, 0.5]]
+
+
+def test_model_no_bags_fail():
+    with pytest.raises(LookupFailure) as info:
+        bags.lookup_bags(T, V4[:0], np.array([0]), None, "sum", ["no_bags_fail"])
+    assert type(info.value) is LookupFailure  # no contract kind
+    # one empty bag is a bag: a zero row
+    assert vals(bags.lookup_bags(T, V4[:0], np.array([0, 0]), None, "sum", ["no_bags_fail"])) == [[0, 0, 0]]
+    assert bags.lookup_bags(T, V4[:0], np.array([0]), None, "sum").shape == (0, 3)  # the contract: no rows
+
+
+def test_grad_tolerance_covers_subnormal_rounding():
+    # float16, mean of the bag [0, 0] with upstream 2**-24 (the smallest subnormal): each
+    # contribution 2**-25 rounds (ties to even) to 0 in float16, so a kernel gives 0; the exact
+    # gradient is 2**-24. The tolerance holds (k + 2n + 3) = 2 + 4 + 3 = 9 half-subnormals.
+    t = np.zeros((1, 1), np.float16)
+    g = bags.grad_bags(t, np.array([0, 0]), np.array([0, 2]), None, "mean", np.array([[2.0**-24]], np.float16))
+    assert vals(g) == [[2.0**-24]]
+    assert g.atol[0, 0] >= 2.0**-24 and g.atol[0, 0] < 2.0**-21
+
+
+def test_model_empty_bag_default_row():
+    # default_id = V - 1 = 3: the empty bags (first and last) are row 3 [9, 10, 11] under any
+    # combiner; bag 1 = mean of rows 1 and 2 = [4.5, 5.5, 6.5]
+    offs = np.array([0, 0, 2, 2])
+    assert vals(bags.lookup_bags(T, np.array([1, 2]), offs, None, "mean", ["empty_bag_default_row"])) == [
+        [9, 10, 11], [4.5, 5.5, 6.5], [9, 10, 11]]
+    # its weight is 1: sqrtn of the filled bag is the row itself, whatever the other weights
+    w = np.array([2, 2], dtype=F)
+    assert vals(bags.lookup_bags(T, np.array([1, 2]), offs, w, "sqrtn", ["empty_bag_default_row"])[2]) == [9, 10, 11]
+    # a bag emptied by pruning is filled too: weights [0, -1] under mean leave bag 0 empty
+    assert vals(bags.lookup_bags(T, np.array([1, 2]), np.array([0, 2]), np.array([0, -1], dtype=F), "mean",
+                                 ["drop_nonpositive_weights", "empty_bag_default_row"])) == [[9, 10, 11]]
+    # the gradient: each empty bag's upstream goes to row 3 (two bags of ones: 2)
+    g = bags.grad_bags(T, np.array([1, 2]), offs, None, "sum", np.ones((3, 3), F), ["empty_bag_default_row"])
+    assert vals(g) == [[0, 0, 0], [1, 1, 1], [1, 1, 1], [2, 2, 2]]
+    with pytest.raises(OutOfRange):  # a table of no rows: the id V - 1 = -1
+        bags.lookup_bags(np.zeros((0, 3), F), V4[:0], np.array([0, 0]), None, "sum", ["empty_bag_default_row"])
+
+
+def test_model_no_ids_fail():
+    # three bags of no ids (a (3, 0) input): fails, no kind; the contract gives three zero rows
+    with pytest.raises(LookupFailure) as info:
+        bags.lookup_bags(T, V4[:0], np.array([0, 0, 0, 0]), None, "sum", ["no_ids_fail"])
+    assert type(info.value) is LookupFailure
+    assert vals(bags.lookup_bags(T, V4[:0], np.array([0, 0, 0, 0]), None, "sum")) == [[0, 0, 0]] * 3
+    # one id is enough: bags [2] and [] give row 2 and a zero row
+    assert vals(bags.lookup_bags(T, np.array([2]), np.array([0, 1, 1]), None, "sum", ["no_ids_fail"])) == [
+        [6, 7, 8], [0, 0, 0]]
