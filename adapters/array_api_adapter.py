@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract import Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, methods_of
+from .contract import Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, Translate, methods_of
 
 _SOURCE = [
     "x = xp.asarray(table)",
@@ -71,13 +71,8 @@ class ArrayApiStrictTake:
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         ns = {"xp": self.xp, "table": table, "ids": ids}
-        try:
+        with Translate(lambda exc: classify(exc, ids.dtype), catch=(IndexError, ValueError, TypeError)):
             exec(_CODE, ns)
-        except (IndexError, ValueError, TypeError) as exc:
-            failure = classify(exc, ids.dtype)
-            if failure is None:
-                raise
-            raise failure from exc
         # array_api_strict wraps a NumPy array; np.asarray hands it over unchanged
         return np.asarray(ns["out"])
 

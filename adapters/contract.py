@@ -43,7 +43,7 @@ counts against it.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -96,6 +96,27 @@ class InvalidOffsets(LookupFailure):
 
 FAILURES = {cls.kind: cls for cls in (LookupFailure, OutOfRange, InvalidIds, InvalidTable, InvalidShards,
                                       InvalidOffsets)}
+
+
+class Translate:
+    """``with Translate(classify):`` re-raises an exception (of the types in ``catch``)
+    that ``classify`` maps to a contract failure as that failure; anything else,
+    and a failure already of the contract, propagates unchanged."""
+
+    def __init__(self, classify: Callable[[BaseException], "LookupFailure | None"],
+                 catch: tuple[type[BaseException], ...] = (Exception,)):
+        self._classify, self._catch = classify, catch
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or isinstance(exc, LookupFailure) or not isinstance(exc, self._catch):
+            return False
+        failure = self._classify(exc)
+        if failure is None:
+            return False
+        raise failure from exc
 
 
 @dataclass(frozen=True)
@@ -179,6 +200,14 @@ class Description:
                 return (f"its capability {f.name} is {getattr(caps, f.name)!r}, its description "
                         f"{getattr(self.capabilities, f.name)!r}")
         return None
+
+
+def describer(classes: dict[str, type]) -> Callable[[str], Description]:
+    """``describe`` for a module whose built-ins are classes carrying their capabilities."""
+    def describe(name: str) -> Description:
+        cls = classes[name]
+        return Description(methods_of(cls), cls.capabilities)
+    return describe
 
 
 def environment_of(adapter: Any) -> dict[str, int | str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cpu
-from .contract import Description, InvalidTable, methods_of
+from .contract import Description, InvalidTable, Translate, methods_of
 from .jax_adapter import _X64_NOTE, _fmt_snippet, classify, jax_capabilities, to_numpy, translate_jax_error  # noqa: F401 (classify re-exported)
 
 
@@ -90,13 +90,8 @@ class NnxEmbed:
         return layer
 
     def _call(self, fn, *args):
-        try:
+        with Translate(translate_jax_error, catch=(ValueError, IndexError, TypeError)):
             return fn(*args)
-        except (ValueError, IndexError, TypeError) as exc:
-            failure = translate_jax_error(exc)
-            if failure is None:
-                raise
-            raise failure from exc
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         layer = self._layer(table)

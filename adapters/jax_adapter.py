@@ -15,7 +15,7 @@ import numpy as np
 
 from . import cpu
 from .contract import (FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidIds, InvalidTable, LookupFailure,
-                       OutOfRange, methods_of)
+                       OutOfRange, Translate, methods_of)
 
 _X64_NOTE = ("jax_enable_x64 is left at its default (False), as users get it: JAX narrows "
              "int64/uint64 ids to int32/uint32 (mod 2**32) and float64 tables to float32")
@@ -103,13 +103,8 @@ class JaxTake:
         return cpu.facts()
 
     def _call(self, fn, *args):
-        try:
+        with Translate(translate_jax_error, catch=(ValueError, IndexError, TypeError)):
             return to_numpy(fn(*args))
-        except (ValueError, IndexError, TypeError) as exc:
-            failure = translate_jax_error(exc)
-            if failure is None:
-                raise
-            raise failure from exc
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return self._call(self._take, table, ids)

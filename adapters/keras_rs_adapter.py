@@ -21,6 +21,7 @@ import numpy as np
 
 from .contract import INT_DTYPES, Capabilities, Description, InvalidOffsets, LookupFailure
 from .tf_adapter import translate as _translate_lookup
+from .tf_bag_adapter import run_translated
 
 _NOTES = (
     "table dtype float32 only: TableConfig takes no dtype, and the default-device EmbedReduce layers hold "
@@ -74,14 +75,7 @@ class DistributedEmbeddingBag:
         return ids, w
 
     def _run(self, thunk, values):
-        tf = self.tf
-        try:
-            return thunk()
-        except (tf.errors.OpError, ValueError, TypeError) as exc:
-            failure = translate(exc, np.asarray(values).dtype)
-            if failure is None:
-                raise
-            raise failure from exc
+        return run_translated(self.tf, thunk, values, translate)
 
     def lookup_bags(self, table, values, offsets, weights, combiner):
         def call():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract import Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, methods_of
+from .contract import Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, Translate, methods_of
 
 # the call, as the snippet prints it and the adapter runs it
 _CALL = "out = np.take(table, ids, axis=0)"
@@ -42,13 +42,8 @@ class NumpyTake:
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         ns = {"np": np, "table": table, "ids": ids}
-        try:
+        with Translate(classify, catch=(IndexError, TypeError)):
             exec(_CODE, ns)
-        except (IndexError, TypeError) as exc:
-            failure = classify(exc)
-            if failure is None:
-                raise
-            raise failure from exc
         return np.asarray(ns["out"])
 
     def snippet(self, op: str, args: dict[str, str]) -> str:

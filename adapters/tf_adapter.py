@@ -41,7 +41,7 @@ import numpy as np
 
 from . import cpu
 from .contract import (FLOAT_DTYPES, Capabilities, Description, InvalidIds, InvalidShards, InvalidTable, LookupFailure,
-                       OutOfRange)
+                       OutOfRange, Translate)
 
 _tf = None
 
@@ -213,13 +213,9 @@ class TFEmbedding:
         return f
 
     def _run(self, thunk: Callable[[], Any], ids: np.ndarray, sharded: bool = False):
-        try:
+        dtype = np.asarray(ids).dtype
+        with Translate(lambda exc: translate(exc, dtype, sharded), catch=(self.tf.errors.OpError, ValueError, TypeError)):
             return thunk()
-        except (self.tf.errors.OpError, ValueError, TypeError) as exc:
-            failure = translate(exc, np.asarray(ids).dtype, sharded)
-            if failure is None:
-                raise
-            raise failure from exc
 
     def _op(self):
         tf = self.tf

@@ -14,24 +14,11 @@ internally, shows). Outputs come back through
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 import numpy as np
 
-from .contract import FLOAT_DTYPES, Capabilities, Description, InvalidOffsets, LookupFailure, OutOfRange
-from .tf_adapter import translate as _translate_lookup
-
-_tf = None
-
-
-def _import_tf():
-    global _tf
-    if _tf is None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import tensorflow as tf
-
-        _tf = tf
-    return _tf
+from .contract import FLOAT_DTYPES, Capabilities, Description, InvalidOffsets, LookupFailure, OutOfRange, Translate
+from .tf_adapter import _import_tf, translate as _translate_lookup
 
 
 _NOTES = (
@@ -64,6 +51,14 @@ def translate(exc: BaseException, ids_dtype: np.dtype | None) -> LookupFailure |
     return _translate_lookup(exc, ids_dtype)
 
 
+def run_translated(tf, thunk, values, translate_fn):
+    """``thunk()``, with a TensorFlow error that ``translate_fn`` classifies (given the ids'
+    dtype) raised as its contract failure."""
+    dtype = np.asarray(values).dtype
+    with Translate(lambda exc: translate_fn(exc, dtype), catch=(tf.errors.OpError, ValueError, TypeError)):
+        return thunk()
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -90,14 +85,7 @@ class TFBag:
         return sp_ids, sp_weights
 
     def _run(self, thunk, values):
-        tf = self.tf
-        try:
-            return thunk()
-        except (tf.errors.OpError, ValueError, TypeError) as exc:
-            failure = translate(exc, np.asarray(values).dtype)
-            if failure is None:
-                raise
-            raise failure from exc
+        return run_translated(self.tf, thunk, values, translate)
 
     def _op(self, table):
         op = getattr(self.tf.nn, self.variant.api)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .contract import Capabilities, Description, InvalidIds, InvalidTable, LookupFailure, OutOfRange, methods_of
+from .contract import Capabilities, InvalidIds, InvalidTable, LookupFailure, OutOfRange, Translate, describer
 
 _TABLE_NDIMS = (2,)
 _ID_DTYPES = ("int32", "int64")
@@ -58,6 +58,19 @@ _MESSAGES: tuple[tuple[str, type[LookupFailure]], ...] = (
 )
 
 
+def match_message(exc: BaseException, messages) -> LookupFailure | None:
+    """The contract failure of the first (needle, kind) in ``messages`` whose needle is in
+    the exception's text, carrying the line that holds it (torch.compile wraps it in a longer text)."""
+    text = str(exc)
+    for needle, cls in messages:
+        if needle in text:
+            line = next(ln for ln in text.splitlines() if needle in ln).strip()
+            failure = cls(f"{type(exc).__name__}: {line}"[:500])
+            failure.__cause__ = exc
+            return failure
+    return None
+
+
 def _failure(exc: BaseException) -> LookupFailure | None:
     if isinstance(exc, LookupFailure):
         return exc
@@ -68,33 +81,10 @@ def _failure(exc: BaseException) -> LookupFailure | None:
         failure = LookupFailure(f"torch.compile (inductor) failed to generate code: {text.splitlines()[0]}"[:500])
         failure.__cause__ = exc
         return failure
-    for needle, cls in _MESSAGES:
-        if needle in text:
-            # the line that says what went wrong (torch.compile wraps it in a longer text)
-            line = next(ln for ln in text.splitlines() if needle in ln).strip()
-            failure = cls(f"{type(exc).__name__}: {line}"[:500])
-            failure.__cause__ = exc
-            return failure
-    return None
+    return match_message(exc, _MESSAGES)
 
 
-class _Translate:
-    """``with _TRANSLATE:`` re-raises a classifiable torch exception as its contract
-    failure; anything else propagates unchanged."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc is None or isinstance(exc, LookupFailure) or not isinstance(exc, Exception):
-            return False
-        failure = _failure(exc)
-        if failure is None:
-            return False
-        raise failure from exc
-
-
-_TRANSLATE = _Translate()
+_TRANSLATE = Translate(_failure)
 
 
 # --- NumPy <-> torch, bit for bit ------------------------------------------------
@@ -544,10 +534,7 @@ _CLASSES = {
 }
 
 
-def describe(name: str) -> Description:
-    """What the built-in ``name`` offers, without importing torch."""
-    cls = _CLASSES[name]
-    return Description(methods_of(cls), cls.capabilities)
+describe = describer(_CLASSES)  # what a built-in offers, without importing torch
 
 
 def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:

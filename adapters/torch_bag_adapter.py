@@ -26,10 +26,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .contract import (Capabilities, Description, InvalidIds, InvalidOffsets, InvalidTable, LookupFailure, OutOfRange,
-                       methods_of)
-from .torch_adapter import _SNIPPET_HELPERS, _dynamo_stats, _failure as _lookup_failure, _shape_key, _to_numpy, \
-    _to_torch, _torch, run_source
+from .contract import Capabilities, InvalidIds, InvalidOffsets, InvalidTable, LookupFailure, OutOfRange, Translate, describer
+from .torch_adapter import (_SNIPPET_HELPERS, _dynamo_stats, _failure as _lookup_failure, _shape_key, _to_numpy,
+                            _to_torch, _torch, match_message, run_source)
 
 _NOTES = (
     "torch has no sqrtn combiner (modes sum, mean, max)",
@@ -66,30 +65,10 @@ _MESSAGES: tuple[tuple[str, type[LookupFailure]], ...] = (
 def _failure(exc: BaseException) -> LookupFailure | None:
     if isinstance(exc, LookupFailure):
         return exc
-    text = str(exc)
-    for needle, cls in _MESSAGES:
-        if needle in text:
-            line = next(ln for ln in text.splitlines() if needle in ln).strip()
-            failure = cls(f"{type(exc).__name__}: {line}"[:500])
-            failure.__cause__ = exc
-            return failure
-    return _lookup_failure(exc)
+    return match_message(exc, _MESSAGES) or _lookup_failure(exc)
 
 
-class _Translate:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc is None or isinstance(exc, LookupFailure) or not isinstance(exc, Exception):
-            return False
-        failure = _failure(exc)
-        if failure is None:
-            return False
-        raise failure from exc
-
-
-_TRANSLATE = _Translate()
+_TRANSLATE = Translate(_failure)
 
 
 class TorchBag:
@@ -345,10 +324,7 @@ _CLASSES = {
 }
 
 
-def describe(name: str) -> Description:
-    """What the built-in ``name`` offers, without importing torch."""
-    cls = _CLASSES[name]
-    return Description(methods_of(cls), cls.capabilities)
+describe = describer(_CLASSES)  # what a built-in offers, without importing torch
 
 
 def classify(exc: BaseException) -> LookupFailure | None:

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
-from .contract import Capabilities, Description, InvalidOffsets, LookupFailure
-from .torch_adapter import _SNIPPET_HELPERS, _to_numpy, _to_torch, run_source
+from .contract import Capabilities, Description, InvalidOffsets, LookupFailure, Translate
+from .torch_adapter import _SNIPPET_HELPERS, _to_numpy, _to_torch, match_message, run_source
 from .torch_bag_adapter import _failure as _torch_failure
 
 _NOTES = (
@@ -45,13 +44,10 @@ _MESSAGES = (
 
 
 def _failure(exc: BaseException) -> LookupFailure | None:
-    text = str(exc)
-    for needle, cls in _MESSAGES:
-        if needle in text:
-            failure = cls(f"{type(exc).__name__}: {text.splitlines()[0]}"[:500])
-            failure.__cause__ = exc
-            return failure
-    return _torch_failure(exc)
+    return match_message(exc, _MESSAGES) or _torch_failure(exc)
+
+
+_TRANSLATE = Translate(_failure)
 
 
 # the module and the call as a user writes them (the snippet prints these lines; the adapter runs them)
@@ -105,13 +101,8 @@ class EmbeddingBagCollectionAdapter:
         return ns["out"], ebc
 
     def _translated(self, thunk):
-        try:
+        with _TRANSLATE:
             return thunk()
-        except Exception as exc:
-            failure = _failure(exc)
-            if failure is None:
-                raise
-            raise failure from exc
 
     def lookup_bags(self, table, values, offsets, weights, combiner):
         import torch

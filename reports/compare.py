@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .results import Run, read_run
+from .results import Run
 
 FRESH = 12  # inputs drawn from the strategy per clause, on top of the records' examples
 _UNCOMPARABLE = {"not_applicable", "unavailable"}

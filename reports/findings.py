@@ -127,7 +127,7 @@ def report(f: Finding, meta: dict) -> str:
     versions = ", ".join(f"{d} {v}" for d, v in sorted(rec["versions"].items()))
     lines = [f"# {f.title}", "",
              f"- **Versions**: {versions} (Python {meta.get('python', '?')}, {meta.get('platform', '?')})",
-             f"- **API**: " + ", ".join(f"`{a}`" for a in f.adapters),
+             "- **API**: " + ", ".join(f"`{a}`" for a in f.adapters),
              f"- **Behaviour**: {f.behaviour}", "",
              "## What happens", "", rec.get("detail") or "", "",
              "## Minimal reproduction", "",

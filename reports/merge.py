@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .results import RESULTS, RUN, Run, outcome, read_run, versions_key
+from .results import RESULTS, RUN, Run, outcome, versions_key
 
 _ENV_KEYS = ("python", "platform", "device", "revision", "profile", "seed", "date", "hypothesis")
 
