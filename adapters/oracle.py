@@ -543,7 +543,8 @@ def one_hot_matmul(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     v = table.shape[0]
     flat = table.reshape(v, -1)
     wide = _as_int_ids(ids).reshape(-1)
-    x = flat.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # bfloat16 NaNs widen without a warning
+        x = flat.astype(np.float64)
     if table.dtype != np.float16:
         x = np.where(np.abs(x) < _tiny(table.dtype), 0.0, x)  # denormals are zero
     bad = ~np.isfinite(x)

@@ -52,6 +52,8 @@ def _import_tf():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import tensorflow as tf
 
+        # one tf.function per input signature is the design: its retracing warning says nothing
+        tf.get_logger().setLevel("ERROR")
         _tf = tf
     return _tf
 

@@ -30,7 +30,8 @@ def array_source(a: np.ndarray) -> str:
 def _literal(a: np.ndarray):
     if a.dtype.kind in "iub":
         return a.tolist()
-    return a.astype(np.float64).tolist()
+    with np.errstate(invalid="ignore"):  # bfloat16 NaNs widen without a warning
+        return a.astype(np.float64).tolist()
 
 
 def _rebuilds(literal: str, a: np.ndarray) -> bool:
@@ -64,7 +65,8 @@ def short(v: Any, limit: int = 400) -> str:
     """A value for a message: arrays with shape and dtype, long text cut."""
     if isinstance(v, np.ndarray):
         with np.printoptions(threshold=24, edgeitems=3, linewidth=120):
-            body = np.array2string(v.astype(np.float64) if v.dtype.name == "bfloat16" else v, separator=", ")
+            with np.errstate(invalid="ignore"):  # bfloat16 NaNs widen without a warning
+                body = np.array2string(v.astype(np.float64) if v.dtype.name == "bfloat16" else v, separator=", ")
         text = f"{v.dtype.name}{list(v.shape)} {body}"
     else:
         text = repr(v)
