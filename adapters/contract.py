@@ -14,7 +14,10 @@ Optional methods add capabilities; a missing one makes its clauses
   table's weights through ``path``, one of ``capabilities.load_paths`` (the API's
   documented ways of loading weights: ``set_weights``, ``from_pretrained``, ...);
 - ``grad_padded``, ``grad_scaled``, ``lookup_with_state``, ``lookup_mask_zero``: the
-  training clauses (suites/test_training.py).
+  training clauses (suites/test_training.py);
+- ``lookup_on_devices(table, ids, devices) -> np.ndarray``: the lookup with the table
+  sharded over ``devices`` (1 to 4) devices or ranks of a distributed engine
+  (partition.device_count, suites/test_devices.py).
 
 Optional data:
 
@@ -40,7 +43,7 @@ INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "u
 STRATEGIES = ("mod", "div")
 # The adapter methods clauses call; an adapter offers those it defines (callable).
 METHODS = ("lookup", "lookup_sharded", "grad", "grad_padded", "grad_scaled", "lookup_with_state",
-           "lookup_mask_zero", "lookup_loaded")
+           "lookup_mask_zero", "lookup_loaded", "lookup_on_devices")
 
 
 class LookupFailure(Exception):

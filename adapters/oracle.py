@@ -285,8 +285,92 @@ FINISHERS = {
     "xla_bf16_via_f32": _xla_bf16_via_f32,
 }
 
+# --- steps of sharded lookups on distributed engines, which depend on the number of devices
+# (or ranks) the table is sharded over. A model says that number with one of DEVICE_COUNTS;
+# partition.device_count replaces it with each example's count (``on_devices``).
+DEVICE_COUNTS = {"over_1_device": 1, "over_2_devices": 2, "over_3_devices": 3, "over_4_devices": 4}
+
+
+def devices_of(model: Model) -> int:
+    return next((DEVICE_COUNTS[m] for m in model if m in DEVICE_COUNTS), 1)
+
+
+def on_devices(model: Model, n: int) -> tuple[str, ...]:
+    """``model`` with its device count set to ``n``."""
+    marker = next(k for k, v in DEVICE_COUNTS.items() if v == n)
+    return tuple(marker if m in DEVICE_COUNTS else m for m in model)
+
+
+def _refuse_uneven(axis: int, what: str):
+    # JAX refuses a NamedSharding whose sharded dimension the device count does not divide
+    # (IndivisibleError), before any id is looked at
+    def transform(table, ids, n):
+        if n > 1 and table.ndim > axis and table.shape[axis] % n:
+            raise InvalidTable(f"{table.shape[axis]} {what} do not divide over {n} devices")
+        return table, ids
+    return transform
+
+
+DEVICE_TRANSFORMS = {"uneven_rows_refused": _refuse_uneven(0, "rows"),
+                     "uneven_columns_refused": _refuse_uneven(1, "columns")}
+
+
+def _allreduce(nan_rule: str, flush_subnormals: bool):
+    """A row-sharded gather that every device computes with the rows it does not hold set
+    to +0.0 (a mask), then sums across devices: each element is x + 0.0 in the sum's
+    arithmetic. -0.0 becomes +0.0; a NaN comes back as the sum's conversions make it
+    (``nan_rule``: 'quiet' sets the quiet bit keeping sign and payload, 'canonical'
+    gives the dtype's quiet NaN with the sign kept, 'canonical_positive' without it);
+    ``flush_subnormals``: the sum reads subnormals as zero (x86 DAZ/FTZ)."""
+    def finish(table, ids, out, n):
+        if n < 2 or out.dtype.kind not in "fV" or out.size == 0:
+            return out
+        e, m = {2: (5, 10) if out.dtype == np.float16 else (8, 7), 4: (8, 23), 8: (11, 52)}[out.dtype.itemsize]
+        u = _bits_dtype(out.dtype)
+        bits = out.view(u).copy()
+        sign, exp_all = u.type(1 << (e + m)), u.type(((1 << e) - 1) << m)
+        mant = u.type((1 << m) - 1)
+        nan = ((bits & exp_all) == exp_all) & ((bits & mant) != 0)
+        subnormal = ((bits & exp_all) == 0) & ((bits & mant) != 0)
+        quiet = u.type(1 << (m - 1))
+        if nan_rule == "quiet":
+            bits[nan] |= quiet
+        elif nan_rule == "canonical":
+            bits[nan] = (bits[nan] & sign) | exp_all | quiet
+        else:
+            bits[nan] = exp_all | quiet
+        zeroed = (bits == sign) | (subnormal if flush_subnormals else False)
+        bits[zeroed] = 0
+        return bits.view(out.dtype)
+    return finish
+
+
+_ALLREDUCE_RULES = {
+    # gloo's sum (DTensor's Partial placements): float32/float64 in their own arithmetic,
+    # float16 and bfloat16 through float32 and back with c10's conversions (c10::Half keeps
+    # a NaN's sign, c10::BFloat16 returns 0x7fc0 for any NaN)
+    "allreduce_zero_sum_gloo": {"float16": ("canonical", False), "bfloat16": ("canonical_positive", False)},
+    # XLA CPU's all-reduce: float32 and bfloat16 sums flush subnormals; float16 goes
+    # through float32, where its subnormals are normal numbers
+    "allreduce_zero_sum_xla": {"float16": ("canonical", False), "bfloat16": ("canonical", True),
+                               "float32": ("quiet", True)},
+}
+
+
+def _device_finisher(step: str):
+    rules = _ALLREDUCE_RULES[step]
+
+    def finish(table, ids, out, n):
+        nan_rule, flush = rules.get(out.dtype.name, ("quiet", False))
+        return _allreduce(nan_rule, flush)(table, ids, out, n)
+    return finish
+
+
+DEVICE_FINISHERS = {step: _device_finisher(step) for step in _ALLREDUCE_RULES}
+
 MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows",
-                                                                            "xla_empty_table_zero_slice")
+                                                                            "xla_empty_table_zero_slice") \
+    + tuple(DEVICE_COUNTS) + tuple(DEVICE_TRANSFORMS) + tuple(DEVICE_FINISHERS)
 
 
 def check_model(model: Model) -> None:
@@ -309,6 +393,8 @@ def _transformed(table: np.ndarray, ids: np.ndarray, model: Model):
     for step in model:
         if step in TRANSFORMS:
             table, ids = TRANSFORMS[step](table, ids)
+        elif step in DEVICE_TRANSFORMS:
+            table, ids = DEVICE_TRANSFORMS[step](table, ids, devices_of(model))
     if ids.dtype.name not in INT_DTYPES:
         raise InvalidIds(f"ids must be integers, got {ids.dtype}")
     return table, ids
@@ -366,6 +452,8 @@ def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.nd
     for step in model:
         if step in FINISHERS:
             out = FINISHERS[step](table, ids, out)
+        elif step in DEVICE_FINISHERS:
+            out = DEVICE_FINISHERS[step](table, ids, out, devices_of(model))
     return out
 
 

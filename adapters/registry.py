@@ -62,6 +62,7 @@ TF_DISTS = ("tensorflow", "tensorflow-cpu")
 TFK = ("tf_keras", "tensorflow")
 TFK_DISTS = ("tf-keras", *TF_DISTS)
 JAX_DISTS = ("jax", "jaxlib")
+XLA_FOUR_DEVICES = "--xla_force_host_platform_device_count=4"  # four CPU devices for the sharded JAX adapters
 
 BUILTINS: tuple[Builtin, ...] = (
     Builtin("numpy", "adapters.numpy_adapter:NumpyAdapter", ("numpy",), ("numpy",)),
@@ -89,6 +90,18 @@ BUILTINS: tuple[Builtin, ...] = (
     _b("jax.numpy.take", "adapters.jax_adapter:take", ("jax",), JAX_DISTS, "jax"),
     _b("jax.numpy.take[jit]", "adapters.jax_adapter:take_jit", ("jax",), JAX_DISTS, "jax"),
     _b("flax.nnx.Embed", "adapters.flax_adapter:nnx_embed", ("flax", "jax"), ("flax", *JAX_DISTS), "jax"),
+    # sharded lookups on distributed engines, run for real: DTensor over gloo ranks (a pool of
+    # rank processes the group's worker starts once), JAX and Keras over four host devices
+    *(_b(f"torch.distributed.tensor.parallel.{style}Parallel[{n}-rank]", f"adapters.dtensor_adapter:{style.lower()}_{n}",
+         ("torch",), ("torch",), "torch-distributed") for style in ("Rowwise", "Colwise") for n in (2, 3)),
+    *(Builtin(f"{api}[NamedSharding-{axis}]", f"adapters.jax_sharded_adapter:{attr}_{axis}", imports, dists,
+              group="jax-sharded", env=(("XLA_FLAGS", XLA_FOUR_DEVICES),))
+      for api, attr, imports, dists in (("jax.numpy.take", "take", ("jax",), JAX_DISTS),
+                                        ("flax.nnx.Embed", "nnx", ("flax", "jax"), ("flax", *JAX_DISTS)))
+      for axis in ("rows", "cols")),
+    *(Builtin(f"keras.layers.Embedding[jax][ModelParallel-{axis}]", f"adapters.keras_sharded_adapter:model_parallel_{axis}",
+              ("keras", "jax"), ("keras", *JAX_DISTS), group="keras-jax-sharded",
+              env=(("KERAS_BACKEND", "jax"), ("XLA_FLAGS", XLA_FOUR_DEVICES))) for axis in ("rows", "cols")),
 )
 
 BY_NAME = {b.name: b for b in BUILTINS}

@@ -25,6 +25,7 @@ FAMILY_MODULES = (
     "suites.test_seed_examples",
     "suites.test_partition",
     "suites.test_training",
+    "suites.test_devices",
 )
 
 
