@@ -29,7 +29,7 @@ from .jax_adapter import translate_jax_error
 
 DEVICES = 4  # host devices of the plain clauses (the registry's XLA_FLAGS make four)
 XLA_FLAGS = f"--xla_force_host_platform_device_count={DEVICES}"
-_SPEC = {"rows": 'P("x", None)', "cols": 'P(None, "x")'}
+_SPEC = {"rows": 'P("x")', "cols": 'P(None, "x")'}  # P("x") shards axis 0 of a table of any rank
 _API_NAME = {"take": "jax.numpy.take", "nnx": "flax.nnx.Embed"}
 
 _NOTES = (
@@ -43,8 +43,11 @@ _NOTES = (
 
 
 def _classify(exc: BaseException) -> LookupFailure | None:
-    if type(exc).__name__ == "IndivisibleError" or "should evenly divide the shape" in str(exc):
-        return InvalidTable(f"{type(exc).__name__}: {str(exc)[:400]}")
+    text = str(exc)
+    # device_put raises IndivisibleError, or for some ranks a ValueError wrapping its message
+    if type(exc).__name__ == "IndivisibleError" or (
+            "incompatible with its sharding annotation" in text and "partitioned" in text):
+        return InvalidTable(f"{type(exc).__name__}: {text[:400]}")
     return translate_jax_error(exc)
 
 
