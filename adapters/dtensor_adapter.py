@@ -52,8 +52,8 @@ from .torch_adapter import _BASE_NOTES, _ID_DTYPES, _SNIPPET_HELPERS, _failure
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = 4  # ranks in the pool: meshes of 1..4 ranks
-GLOO_TIMEOUT = float(os.environ.get("CONFORMANCE_GLOO_TIMEOUT", "30"))  # a collective's limit in a rank
-ANSWER_TIMEOUT = float(os.environ.get("CONFORMANCE_RANK_TIMEOUT", "60"))  # one request's limit
+GLOO_TIMEOUT = float(os.environ.get("CONFORMANCE_GLOO_TIMEOUT", "10"))  # a collective's limit in a rank
+ANSWER_TIMEOUT = float(os.environ.get("CONFORMANCE_RANK_TIMEOUT", "30"))  # one request's limit
 DESYNC_GRACE = 3.0  # after one rank raised, how long the others may take to answer
 START_TIMEOUT = 120.0
 EXIT_RANK_DIED, EXIT_RANK_HUNG = 86, 87  # a suite worker's exit codes (suites/hosts.py names them)
@@ -324,16 +324,19 @@ class DTensorEmbedding:
     def environment(self) -> dict[str, int]:
         return {"torch.threads": 1, "dtensor.ranks": self.ranks}  # each rank runs one thread (dtensor_rank.py)
 
-    def _run(self, op: str, n: int, arrays: dict[str, np.ndarray]):
+    def _ask(self, msg: tuple) -> list:
+        """Every rank's answer to ``msg``; a rank that died or hung ends a suite worker."""
         try:
-            answers = pool().request(("run", n, self._sources[op], arrays))
+            return pool().request(msg)
         except RankFailure as exc:
             if _in_suite_worker():  # let suites/hosts.py replay the check and report its input
                 sys.stderr.write(f"{self.name}: {exc}\n")
                 sys.stderr.flush()
                 os._exit(exc.exit_code)
             raise
-        first = answers[0]
+
+    def _run(self, op: str, n: int, arrays: dict[str, np.ndarray]):
+        first = self._ask(("run", n, self._sources[op], arrays))[0]
         if first[0] == "ok":
             return first[1]
         _, mod, cls, text, exc = first

@@ -315,6 +315,17 @@ DEVICE_TRANSFORMS = {"uneven_rows_refused": _refuse_uneven(0, "rows"),
                      "uneven_columns_refused": _refuse_uneven(1, "columns")}
 
 
+def _masked_fill_zero(ids: np.ndarray, v: int, n: int):
+    # DTensor's row-wise embedding (_MaskPartial): with two or more ranks each rank masks the
+    # ids outside its shard, so an id outside [0, V) is masked everywhere and sums to a zero
+    # row; with one rank the plain embedding runs and raises
+    claimed = ((ids < 0) | (ids >= v)) & (v > 0) & (n > 1)
+    return claimed, np.full(ids.shape, FILL_ZERO, dtype=object)
+
+
+DEVICE_RESOLVERS = {"masked_shards_fill_zero": _masked_fill_zero}
+
+
 def _allreduce(nan_rule: str, flush_subnormals: bool):
     """A row-sharded gather that every device computes with the rows it does not hold set
     to +0.0 (a mask), then sums across devices: each element is x + 0.0 in the sum's
@@ -370,7 +381,7 @@ DEVICE_FINISHERS = {step: _device_finisher(step) for step in _ALLREDUCE_RULES}
 
 MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows",
                                                                             "xla_empty_table_zero_slice") \
-    + tuple(DEVICE_COUNTS) + tuple(DEVICE_TRANSFORMS) + tuple(DEVICE_FINISHERS)
+    + tuple(DEVICE_COUNTS) + tuple(DEVICE_TRANSFORMS) + tuple(DEVICE_RESOLVERS) + tuple(DEVICE_FINISHERS)
 
 
 def check_model(model: Model) -> None:
@@ -413,9 +424,11 @@ def resolve(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT):
     plan = np.full(ids.shape, None, dtype=object)
     unclaimed = np.ones(ids.shape, dtype=bool)
     for step in model:
-        if step in RESOLVERS:
-            resolver = RESOLVERS[step] or _wrap_in(ids.dtype)
-            claimed, rows = resolver(wide, v)
+        if step in RESOLVERS or step in DEVICE_RESOLVERS:
+            if step in DEVICE_RESOLVERS:
+                claimed, rows = DEVICE_RESOLVERS[step](wide, v, devices_of(model))
+            else:
+                claimed, rows = (RESOLVERS[step] or _wrap_in(ids.dtype))(wide, v)
             take = claimed & unclaimed
             plan[take] = np.asarray(rows, dtype=object)[take] if np.ndim(rows) else rows
             unclaimed &= ~take
