@@ -290,9 +290,29 @@ def _in_suite_worker() -> bool:
 
 # --- the source lines every rank runs (and a snippet prints) ---------------------------
 
-def _source(style: str, op: str) -> list[str]:
+# [compile]: the parallelised module called through torch.compile. Dynamo counts recompiles
+# per code object and, past its limit (8), silently runs eagerly; so each signature (dtypes,
+# ranks, the 0/1 and equality pattern of the sizes, as torch_adapter._shape_key) gets a
+# function with a code object of its own, compiled once and kept by the rank (a snippet
+# compiles its one call directly).
+_COMPILED_CALL = [
+    "key = (weight.dtype, ids.dtype, ids.dim(), mesh.size(), shape_key(tuple(ids.shape), tuple(weight.shape)))",
+    "compiled = compiled_functions.get(key)",
+    "if compiled is None:",
+    "    code = {}",
+    "    exec('def embed(layer, ids):\\n    return layer(ids)\\n', code)",
+    "    compiled = compiled_functions[key] = torch.compile(code['embed'], dynamic=True)",
+    "result = compiled(layer, ids)",
+]
+_COMPILED_SNIPPET = ["def embed(layer, ids):", "    return layer(ids)",
+                     "compiled = torch.compile(embed, dynamic=True)", "result = compiled(layer, ids)"]
+
+
+def _source(style: str, op: str, compiled: bool = False, snippet: bool = False) -> list[str]:
     build = [f"layer = torch.nn.Embedding.from_pretrained(weight, freeze={op != 'grad'})",
              f"layer = parallelize_module(layer, mesh, {STYLES[style]})"]
+    if compiled:
+        return build + (_COMPILED_SNIPPET if snippet else _COMPILED_CALL)
     if op == "grad":
         return build + ["out = layer(ids)", "out.backward(upstream)",
                         "grad = layer.weight.grad  # a DTensor; None when nothing flowed back (no ids)",
@@ -314,12 +334,13 @@ def capabilities(style: str, ranks: int) -> Capabilities:
 
 class DTensorEmbedding:
     framework = "torch"
+    compiled = False
 
     def __init__(self, style: str, ranks: int):
         self.style, self.ranks = style, ranks
         self.name = f"torch.distributed.tensor.parallel.{style}Parallel[{ranks}-rank]"
         self.capabilities = capabilities(style, ranks)
-        self._sources = {op: "\n".join(_source(style, op)) for op in ("lookup", "grad")}
+        self._sources = {op: "\n".join(_source(style, op, self.compiled)) for op in ("lookup", "grad")}
 
     def environment(self) -> dict[str, int]:
         return {"torch.threads": 1, "dtensor.ranks": self.ranks}  # each rank runs one thread (dtensor_rank.py)
@@ -376,7 +397,8 @@ class DTensorEmbedding:
             "ids, weight = to_torch(given['ids']), to_torch(given['table'])",
             *(["upstream = to_torch(given['upstream'])"] if op == "grad" else []),
             "try:",
-            *(f"    {ln}" for ln in _source(self.style, "grad" if op == "grad" else "lookup")),
+            *(f"    {ln}" for ln in _source(self.style, "grad" if op == "grad" else "lookup", self.compiled,
+                                          snippet=True)),
             "    answer = ('ok', to_numpy(result))",
             "except Exception as exc:",
             "    answer = ('raised', exc)",
@@ -418,12 +440,37 @@ class DTensorEmbedding:
         return "\n".join(lines) + "\n"
 
 
+class CompiledDTensorEmbedding(DTensorEmbedding):
+    """The parallelised module called through ``torch.compile`` (inductor, CPU), lookups only:
+    every signature is an inductor compile in each rank (1-3 s on this CPU), so gradients and
+    device counts stay with the eager columns."""
+
+    compiled = True
+    lookup_on_devices = None  # type: ignore[assignment]
+    grad = None  # type: ignore[assignment]
+
+    def __init__(self, style: str, ranks: int):
+        super().__init__(style, ranks)
+        self.name += "[compile]"
+        self.capabilities = compiled_capabilities(style, ranks)
+
+
+def compiled_capabilities(style: str, ranks: int) -> Capabilities:
+    caps = capabilities(style, ranks)
+    return caps.narrowed(notes=caps.notes + (
+        "[compile]: the parallelised module called through torch.compile(dynamic=True) (inductor), one compiled "
+        "function per signature so that dynamo never falls back to eager; lookups only",))
+
+
 _KINDS = {f"torch.distributed.tensor.parallel.{s}Parallel[{n}-rank]": (s, n)
           for s in ("Rowwise", "Colwise") for n in (2, 3)}
 
 
 def describe(name: str) -> Description:
     """What the built-in ``name`` offers, without importing torch."""
+    if name.endswith("[compile]"):
+        style, n = _KINDS[name.removesuffix("[compile]")]
+        return Description(methods_of(CompiledDTensorEmbedding), compiled_capabilities(style, n))
     return Description(methods_of(DTensorEmbedding), capabilities(*_KINDS[name]))
 
 
@@ -446,3 +493,11 @@ def colwise_2() -> DTensorEmbedding:
 
 def colwise_3() -> DTensorEmbedding:
     return DTensorEmbedding("Colwise", 3)
+
+
+def rowwise_2_compile() -> DTensorEmbedding:
+    return CompiledDTensorEmbedding("Rowwise", 2)
+
+
+def colwise_2_compile() -> DTensorEmbedding:
+    return CompiledDTensorEmbedding("Colwise", 2)

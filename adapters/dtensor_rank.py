@@ -55,7 +55,7 @@ def _serve_rank(address: str, authkey: bytes, rank: int, world: int, init_method
     from torch.distributed.tensor import Replicate, Shard
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
-    from adapters.torch_adapter import _to_numpy, _to_torch
+    from adapters.torch_adapter import _shape_key, _to_numpy, _to_torch
 
     conn = Client(address, authkey=authkey)
     torch.set_num_threads(1)  # four ranks share the machine's cores
@@ -64,7 +64,9 @@ def _serve_rank(address: str, authkey: bytes, rank: int, world: int, init_method
     meshes = {n: DeviceMesh("cpu", list(range(n))) for n in range(1, world + 1)}
     base = {"torch": torch, "F": torch.nn.functional, "parallelize_module": parallelize_module,
             "RowwiseParallel": RowwiseParallel, "ColwiseParallel": ColwiseParallel, "Replicate": Replicate,
-            "Shard": Shard}
+            "Shard": Shard,
+            # the [compile] variants keep one compiled function per signature across requests
+            "compiled_functions": {}, "shape_key": _shape_key}
     codes: dict[str, object] = {}
     conn.send(("ready", rank, os.getpid(), {"torch.threads": torch.get_num_threads()}))
     while True:
