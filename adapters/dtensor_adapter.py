@@ -11,8 +11,8 @@ prints) and arrays; the ranks of the mesh build the module as the tensor-paralle
 docs show (``parallelize_module(nn.Embedding.from_pretrained(weight), mesh, style)``,
 RowwiseParallel with ``input_layouts=Replicate()`` since the ids are whole on every
 rank, both with ``output_layouts=Replicate()`` so every rank holds the whole result)
-and call it; rank 0's answer is the adapter's. The ``[compile]`` variants (2 ranks, lookups
-only) call the parallelised module through ``torch.compile`` (inductor on CPU).
+and call it; rank 0's answer is the adapter's. ``CompiledDTensorEmbedding`` (2 ranks, lookups
+only, not a built-in column) calls the parallelised module through ``torch.compile``.
 
 What can go wrong with ranks, and what the adapter reports:
 - every rank raises the same framework error: rank 0's, classified as torch_adapter does;
@@ -463,7 +463,10 @@ class DTensorEmbedding:
 class CompiledDTensorEmbedding(DTensorEmbedding):
     """The parallelised module called through ``torch.compile`` (inductor, CPU), lookups only:
     every signature is an inductor compile in each rank (1-3 s on this CPU), so gradients and
-    device counts stay with the eager columns."""
+    device counts stay with the eager columns. Not a built-in column (a rank was lost on one
+    attempt of a check and not on its replay: hypothesis calls that flaky, see
+    suites/divergences/distributed.toml); plug it in with
+    ``--adapter adapters.dtensor_adapter:rowwise_2_compile`` (or ``colwise_2_compile``)."""
 
     compiled = True
     lookup_on_devices = None  # type: ignore[assignment]

@@ -94,9 +94,6 @@ BUILTINS: tuple[Builtin, ...] = (
     # rank processes the group's worker starts once), JAX and Keras over four host devices
     *(_b(f"torch.distributed.tensor.parallel.{style}Parallel[{n}-rank]", f"adapters.dtensor_adapter:{style.lower()}_{n}",
          ("torch",), ("torch",), "torch-distributed") for style in ("Rowwise", "Colwise") for n in (2, 3)),
-    *(_b(f"torch.distributed.tensor.parallel.{style}Parallel[2-rank][compile]",
-         f"adapters.dtensor_adapter:{style.lower()}_2_compile", ("torch",), ("torch",), "torch-distributed")
-      for style in ("Rowwise", "Colwise")),
     *(Builtin(f"{api}[NamedSharding-{axis}]", f"adapters.jax_sharded_adapter:{attr}_{axis}", imports, dists,
               group="jax-sharded", env=(("XLA_FLAGS", XLA_FOUR_DEVICES),))
       for api, attr, imports, dists in (("jax.numpy.take", "take", ("jax",), JAX_DISTS),
