@@ -314,74 +314,40 @@ def _refuse_uneven(axis: int, what: str):
 DEVICE_TRANSFORMS = {"uneven_rows_refused": _refuse_uneven(0, "rows"),
                      "uneven_columns_refused": _refuse_uneven(1, "columns")}
 
-
-def _masked_fill_zero(ids: np.ndarray, v: int, n: int):
-    # DTensor's row-wise embedding (_MaskPartial): with two or more ranks each rank masks the
-    # ids outside its shard, so an id outside [0, V) is masked everywhere and sums to a zero
-    # row; with one rank the plain embedding runs and raises
-    claimed = ((ids < 0) | (ids >= v)) & (v > 0) & (n > 1)
-    return claimed, np.full(ids.shape, FILL_ZERO, dtype=object)
+# XLA CPU's all-reduce, per dtype: (NaN rule, subnormals flushed). float32 sums quiet a NaN
+# keeping sign and payload and flush subnormals; bfloat16 sums flush subnormals and give the
+# canonical NaN with its sign; float16 goes through float32, where its subnormals are normal
+_XLA_ALLREDUCE = {"float16": ("canonical", False), "bfloat16": ("canonical", True), "float32": ("quiet", True)}
 
 
-DEVICE_RESOLVERS = {"masked_shards_fill_zero": _masked_fill_zero}
+def _allreduce_zero_sum_xla(table, ids, out, n):
+    """A row-sharded gather partitioned into gathers that give +0.0 for the rows a device
+    does not hold, summed across devices: with two or more devices each element is x + 0.0
+    in the all-reduce's arithmetic. -0.0 becomes +0.0; NaNs and subnormals as _XLA_ALLREDUCE."""
+    if n < 2 or out.size == 0 or out.dtype.name not in _XLA_ALLREDUCE:
+        return out
+    nan_rule, flush = _XLA_ALLREDUCE[out.dtype.name]
+    e, m = _LAYOUT_BITS[out.dtype.name]
+    u = _bits_dtype(out.dtype)
+    bits = out.view(u).copy()
+    sign, exp_all, mant = u.type(1 << (e + m)), u.type(((1 << e) - 1) << m), u.type((1 << m) - 1)
+    nan = ((bits & exp_all) == exp_all) & ((bits & mant) != 0)
+    subnormal = ((bits & exp_all) == 0) & ((bits & mant) != 0)
+    quiet = u.type(1 << (m - 1))
+    if nan_rule == "quiet":
+        bits[nan] |= quiet
+    else:
+        bits[nan] = (bits[nan] & sign) | exp_all | quiet
+    bits[(bits == sign) | (subnormal & flush)] = 0
+    return bits.view(out.dtype)
 
 
-def _allreduce(nan_rule: str, flush_subnormals: bool):
-    """A row-sharded gather that every device computes with the rows it does not hold set
-    to +0.0 (a mask), then sums across devices: each element is x + 0.0 in the sum's
-    arithmetic. -0.0 becomes +0.0; a NaN comes back as the sum's conversions make it
-    (``nan_rule``: 'quiet' sets the quiet bit keeping sign and payload, 'canonical'
-    gives the dtype's quiet NaN with the sign kept, 'canonical_positive' without it);
-    ``flush_subnormals``: the sum reads subnormals as zero (x86 DAZ/FTZ)."""
-    def finish(table, ids, out, n):
-        if n < 2 or out.dtype.kind not in "fV" or out.size == 0:
-            return out
-        e, m = {2: (5, 10) if out.dtype == np.float16 else (8, 7), 4: (8, 23), 8: (11, 52)}[out.dtype.itemsize]
-        u = _bits_dtype(out.dtype)
-        bits = out.view(u).copy()
-        sign, exp_all = u.type(1 << (e + m)), u.type(((1 << e) - 1) << m)
-        mant = u.type((1 << m) - 1)
-        nan = ((bits & exp_all) == exp_all) & ((bits & mant) != 0)
-        subnormal = ((bits & exp_all) == 0) & ((bits & mant) != 0)
-        quiet = u.type(1 << (m - 1))
-        if nan_rule == "quiet":
-            bits[nan] |= quiet
-        elif nan_rule == "canonical":
-            bits[nan] = (bits[nan] & sign) | exp_all | quiet
-        else:
-            bits[nan] = exp_all | quiet
-        zeroed = (bits == sign) | (subnormal if flush_subnormals else False)
-        bits[zeroed] = 0
-        return bits.view(out.dtype)
-    return finish
-
-
-_ALLREDUCE_RULES = {
-    # gloo's sum (DTensor's Partial placements): float32/float64 in their own arithmetic,
-    # float16 and bfloat16 through float32 and back with c10's conversions (c10::Half keeps
-    # a NaN's sign, c10::BFloat16 returns 0x7fc0 for any NaN)
-    "allreduce_zero_sum_gloo": {"float16": ("canonical", False), "bfloat16": ("canonical_positive", False)},
-    # XLA CPU's all-reduce: float32 and bfloat16 sums flush subnormals; float16 goes
-    # through float32, where its subnormals are normal numbers
-    "allreduce_zero_sum_xla": {"float16": ("canonical", False), "bfloat16": ("canonical", True),
-                               "float32": ("quiet", True)},
-}
-
-
-def _device_finisher(step: str):
-    rules = _ALLREDUCE_RULES[step]
-
-    def finish(table, ids, out, n):
-        nan_rule, flush = rules.get(out.dtype.name, ("quiet", False))
-        return _allreduce(nan_rule, flush)(table, ids, out, n)
-    return finish
-
-
-DEVICE_FINISHERS = {step: _device_finisher(step) for step in _ALLREDUCE_RULES}
+_LAYOUT_BITS = {"float16": (5, 10), "bfloat16": (8, 7), "float32": (8, 23), "float64": (11, 52)}
+DEVICE_FINISHERS = {"allreduce_zero_sum_xla": _allreduce_zero_sum_xla}
 
 MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows",
                                                                             "xla_empty_table_zero_slice") \
-    + tuple(DEVICE_COUNTS) + tuple(DEVICE_TRANSFORMS) + tuple(DEVICE_RESOLVERS) + tuple(DEVICE_FINISHERS)
+    + tuple(DEVICE_COUNTS) + tuple(DEVICE_TRANSFORMS) + tuple(DEVICE_FINISHERS)
 
 
 def check_model(model: Model) -> None:
@@ -424,11 +390,9 @@ def resolve(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT):
     plan = np.full(ids.shape, None, dtype=object)
     unclaimed = np.ones(ids.shape, dtype=bool)
     for step in model:
-        if step in RESOLVERS or step in DEVICE_RESOLVERS:
-            if step in DEVICE_RESOLVERS:
-                claimed, rows = DEVICE_RESOLVERS[step](wide, v, devices_of(model))
-            else:
-                claimed, rows = (RESOLVERS[step] or _wrap_in(ids.dtype))(wide, v)
+        if step in RESOLVERS:
+            resolver = RESOLVERS[step] or _wrap_in(ids.dtype)
+            claimed, rows = resolver(wide, v)
             take = claimed & unclaimed
             plan[take] = np.asarray(rows, dtype=object)[take] if np.ndim(rows) else rows
             unclaimed &= ~take

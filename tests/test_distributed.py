@@ -129,3 +129,22 @@ def test_a_failing_rank_costs_only_its_check(spec, exit_code, what):
         assert rec["status"] == "conforms", rec
     finally:
         host.close()
+
+
+# --- the oracle's device-dependent steps (adapters/oracle.py) --------------------------------
+
+def test_the_device_count_steps_follow_the_count():
+    from adapters import oracle
+    from adapters.contract import InvalidTable
+
+    table = np.array([[-0.0, 1.0], [np.float32(1e-45), 2.0], [3.0, 4.0]], dtype=np.float32)
+    ids = np.array([0, 1])
+    rows = ["over_4_devices", "uneven_rows_refused", "allreduce_zero_sum_xla"]
+    with pytest.raises(InvalidTable):  # 3 rows over 4 devices
+        oracle.lookup(table, ids, rows)
+    assert oracle.lookup(table, ids, oracle.on_devices(rows, 3)).view(np.uint32).tolist() == [
+        [0, 0x3F800000], [0, 0x40000000]]  # -0.0 and a subnormal summed to +0.0
+    assert oracle.lookup(table, ids, oracle.on_devices(rows, 1)).tobytes() == table[:2].tobytes()
+    nan = np.array([[0x7F800001, 0xFFC00003]], dtype=np.uint32).view(np.float32)
+    assert oracle.lookup(nan, np.array([0]), ["over_2_devices", "allreduce_zero_sum_xla"]).view(np.uint32).tolist() \
+        == [[0x7FC00001, 0xFFC00003]]  # float32: quieted, sign and payload kept
