@@ -56,7 +56,7 @@ from .torch_adapter import _BASE_NOTES, _ID_DTYPES, _SNIPPET_HELPERS, _failure
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = 4  # ranks in the pool: meshes of 1..4 ranks
 GLOO_TIMEOUT = float(os.environ.get("CONFORMANCE_GLOO_TIMEOUT", "10"))  # a collective's limit in a rank
-ANSWER_TIMEOUT = float(os.environ.get("CONFORMANCE_RANK_TIMEOUT", "30"))  # one request's limit
+ANSWER_TIMEOUT = float(os.environ.get("CONFORMANCE_RANK_TIMEOUT", "20"))  # one request's limit
 DESYNC_GRACE = 3.0  # after one rank raised, how long the others may take to answer
 START_TIMEOUT = 120.0
 EXIT_RANK_DIED, EXIT_RANK_HUNG = 86, 87  # a suite worker's exit codes (suites/hosts.py names them)
