@@ -27,6 +27,9 @@ Optional methods add capabilities; a missing one makes its clauses
 - ``lookup_bags_padded(table, values, offsets, weights, combiner, padding_idx)``: the
   pooled lookup with a padding id (torch's padding_idx; negative values count from
   the end), whose entries are left out of every bag.
+- ``lookup_on_devices(table, ids, devices) -> np.ndarray``: the lookup with the table
+  sharded over ``devices`` (1 to 4) devices or ranks of a distributed engine
+  (partition.device_count, suites/test_devices.py).
 
 Optional data:
 
@@ -54,7 +57,8 @@ STRATEGIES = ("mod", "div")
 COMBINERS = ("sum", "mean", "sqrtn", "max")
 # The adapter methods clauses call; an adapter offers those it defines (callable).
 METHODS = ("lookup", "lookup_sharded", "grad", "grad_padded", "grad_scaled", "lookup_with_state",
-           "lookup_mask_zero", "lookup_loaded", "lookup_bags", "grad_bags", "lookup_bags_padded")
+           "lookup_mask_zero", "lookup_loaded", "lookup_bags", "grad_bags", "lookup_bags_padded",
+           "lookup_on_devices")
 
 
 class LookupFailure(Exception):

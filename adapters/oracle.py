@@ -401,8 +401,69 @@ FINISHERS = {
     "openvino_cpu_constants": _openvino_cpu_constants,
 }
 
+# --- steps of sharded lookups on distributed engines, which depend on the number of devices
+# (or ranks) the table is sharded over. A model says that number with one of DEVICE_COUNTS;
+# partition.device_count replaces it with each example's count (``on_devices``).
+DEVICE_COUNTS = {"over_1_device": 1, "over_2_devices": 2, "over_3_devices": 3, "over_4_devices": 4}
+
+
+def devices_of(model: Model) -> int:
+    return next((DEVICE_COUNTS[m] for m in model if m in DEVICE_COUNTS), 1)
+
+
+def on_devices(model: Model, n: int) -> tuple[str, ...]:
+    """``model`` with its device count set to ``n``."""
+    marker = next(k for k, v in DEVICE_COUNTS.items() if v == n)
+    return tuple(marker if m in DEVICE_COUNTS else m for m in model)
+
+
+def _refuse_uneven(axis: int, what: str):
+    # JAX refuses a NamedSharding whose sharded dimension the device count does not divide
+    # (IndivisibleError), before any id is looked at
+    def transform(table, ids, n):
+        if n > 1 and table.ndim > axis and table.shape[axis] % n:
+            raise InvalidTable(f"{table.shape[axis]} {what} do not divide over {n} devices")
+        return table, ids
+    return transform
+
+
+DEVICE_TRANSFORMS = {"uneven_rows_refused": _refuse_uneven(0, "rows"),
+                     "uneven_columns_refused": _refuse_uneven(1, "columns")}
+
+# XLA CPU's all-reduce, per dtype: (NaN rule, subnormals flushed). float32 sums quiet a NaN
+# keeping sign and payload and flush subnormals; bfloat16 sums flush subnormals and give the
+# canonical NaN with its sign; float16 goes through float32, where its subnormals are normal
+_XLA_ALLREDUCE = {"float16": ("canonical", False), "bfloat16": ("canonical", True), "float32": ("quiet", True)}
+
+
+def _allreduce_zero_sum_xla(table, ids, out, n):
+    """A row-sharded gather partitioned into gathers that give +0.0 for the rows a device
+    does not hold, summed across devices: with two or more devices each element is x + 0.0
+    in the all-reduce's arithmetic. -0.0 becomes +0.0; NaNs and subnormals as _XLA_ALLREDUCE."""
+    if n < 2 or out.size == 0 or out.dtype.name not in _XLA_ALLREDUCE:
+        return out
+    nan_rule, flush = _XLA_ALLREDUCE[out.dtype.name]
+    e, m = _LAYOUT_BITS[out.dtype.name]
+    u = _bits_dtype(out.dtype)
+    bits = out.view(u).copy()
+    sign, exp_all, mant = u.type(1 << (e + m)), u.type(((1 << e) - 1) << m), u.type((1 << m) - 1)
+    nan = ((bits & exp_all) == exp_all) & ((bits & mant) != 0)
+    subnormal = ((bits & exp_all) == 0) & ((bits & mant) != 0)
+    quiet = u.type(1 << (m - 1))
+    if nan_rule == "quiet":
+        bits[nan] |= quiet
+    else:
+        bits[nan] = (bits[nan] & sign) | exp_all | quiet
+    bits[(bits == sign) | (subnormal & flush)] = 0
+    return bits.view(out.dtype)
+
+
+_LAYOUT_BITS = {"float16": (5, 10), "bfloat16": (8, 7), "float32": (8, 23), "float64": (11, 52)}
+DEVICE_FINISHERS = {"allreduce_zero_sum_xla": _allreduce_zero_sum_xla}
+
 MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows",
-                                                                            "xla_empty_table_zero_slice")
+                                                                            "xla_empty_table_zero_slice") \
+    + tuple(DEVICE_COUNTS) + tuple(DEVICE_TRANSFORMS) + tuple(DEVICE_FINISHERS)
 
 
 def check_model(model: Model) -> None:
@@ -425,6 +486,8 @@ def _transformed(table: np.ndarray, ids: np.ndarray, model: Model):
     for step in model:
         if step in TRANSFORMS:
             table, ids = TRANSFORMS[step](table, ids)
+        elif step in DEVICE_TRANSFORMS:
+            table, ids = DEVICE_TRANSFORMS[step](table, ids, devices_of(model))
     if ids.dtype.name not in INT_DTYPES:
         raise InvalidIds(f"ids must be integers, got {ids.dtype}")
     return table, ids
@@ -482,6 +545,8 @@ def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.nd
     for step in model:
         if step in FINISHERS:
             out = FINISHERS[step](table, ids, out)
+        elif step in DEVICE_FINISHERS:
+            out = DEVICE_FINISHERS[step](table, ids, out, devices_of(model))
     return out
 
 

@@ -69,6 +69,7 @@ ONNX_TORCH = ("onnx", "onnxscript", "torch")  # torch.onnx.export(dynamo=True) n
 TF2ONNX = ("onnx", "tf2onnx", "tensorflow")
 MLX_DISTS = ("mlx", "mlx-cpu")
 MLX_PIP = {"mlx": "'mlx[cpu]'"}  # on Linux the CPU backend is an extra
+XLA_FOUR_DEVICES = "--xla_force_host_platform_device_count=4"  # four CPU devices for the sharded JAX adapters
 
 BUILTINS: tuple[Builtin, ...] = (
     Builtin("numpy", "embedding_conformance.adapters.numpy_adapter:NumpyAdapter", ("numpy",), ("numpy",)),
@@ -96,6 +97,18 @@ BUILTINS: tuple[Builtin, ...] = (
     _b("jax.numpy.take", "embedding_conformance.adapters.jax_adapter:take", ("jax",), JAX_DISTS, "jax"),
     _b("jax.numpy.take[jit]", "embedding_conformance.adapters.jax_adapter:take_jit", ("jax",), JAX_DISTS, "jax"),
     _b("flax.nnx.Embed", "embedding_conformance.adapters.flax_adapter:nnx_embed", ("flax", "jax"), ("flax", *JAX_DISTS), "jax"),
+    # sharded lookups on distributed engines, run for real: DTensor over gloo ranks (a pool of
+    # rank processes the group's worker starts once), JAX and Keras over four host devices
+    *(_b(f"torch.distributed.tensor.parallel.{style}Parallel[{n}-rank]", f"embedding_conformance.adapters.dtensor_adapter:{style.lower()}_{n}",
+         ("torch",), ("torch",), "torch-distributed") for style in ("Rowwise", "Colwise") for n in (2, 3)),
+    *(Builtin(f"{api}[NamedSharding-{axis}]", f"embedding_conformance.adapters.jax_sharded_adapter:{attr}_{axis}", imports, dists,
+              group="jax-sharded", env=(("XLA_FLAGS", XLA_FOUR_DEVICES),))
+      for api, attr, imports, dists in (("jax.numpy.take", "take", ("jax",), JAX_DISTS),
+                                        ("flax.nnx.Embed", "nnx", ("flax", "jax"), ("flax", *JAX_DISTS)))
+      for axis in ("rows", "cols")),
+    *(Builtin(f"keras.layers.Embedding[jax][ModelParallel-{axis}]", f"embedding_conformance.adapters.keras_sharded_adapter:model_parallel_{axis}",
+              ("keras", "jax"), ("keras", *JAX_DISTS), group="keras-jax-sharded",
+              env=(("KERAS_BACKEND", "jax"), ("XLA_FLAGS", XLA_FOUR_DEVICES))) for axis in ("rows", "cols")),
     # pooled lookups (bags, suites/test_bag.py): torch eager and compiled, TensorFlow's sparse
     # lookups, keras-rs on its TensorFlow backend, TorchRec (fbgemm's ops in a process of their own)
     _b("torch.nn.functional.embedding_bag", "embedding_conformance.adapters.torch_bag_adapter:functional_embedding_bag", ("torch",),

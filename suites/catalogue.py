@@ -28,6 +28,7 @@ FAMILY_MODULES = (
     "embedding_conformance.suites.test_partition",
     "embedding_conformance.suites.test_training",
     "embedding_conformance.suites.test_bag",
+    "embedding_conformance.suites.test_devices",
 )
 
 

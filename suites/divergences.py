@@ -133,8 +133,11 @@ def build_witness(spec: dict[str, Any]) -> dict[str, Any]:
     def array(arr):
         dtype = np_dtype(arr["dtype"])
         if "bits" in arr:
-            return np.array(arr["bits"], dtype=f"u{dtype.itemsize}").view(dtype)
-        return np.array(arr["values"], dtype=dtype)
+            out = np.array(arr["bits"], dtype=f"u{dtype.itemsize}").view(dtype)
+        else:
+            out = np.array(arr["values"], dtype=dtype)
+        # `shape`: the values broadcast to it (a large table of one repeated row, empty ids of any shape)
+        return np.broadcast_to(out, tuple(arr["shape"])).copy() if "shape" in arr else out
 
     # an argument is an array, a list of arrays (shards) or a plain string (a strategy)
     return {name: arg if isinstance(arg, str) else [array(a) for a in arg] if isinstance(arg, list) else array(arg)
@@ -152,14 +155,16 @@ def _check_witness(where: str, w: Any) -> None:
             _check_witness_array(where, name, arr, shape)
     try:
         build_witness(w)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, KeyError) as exc:
         raise ExpectationsError(f"{where}: witness does not build arrays: {exc}") from None
 
 
 def _check_witness_array(where: str, name: str, arr: Any, shape: str) -> None:
-    if not isinstance(arr, dict) or "dtype" not in arr or len(set(arr) & {"values", "bits"}) != 1 or len(arr) != 2:
-        raise ExpectationsError(f"{where}: witness argument {name!r} must hold dtype and one of values, bits "
-                                f"(or be a list of such arrays, or a string), e.g. {shape}")
+    if not isinstance(arr, dict) or "dtype" not in arr or len(set(arr) & {"values", "bits"}) != 1 or \
+            len(arr) != 2 + ("shape" in arr):
+        raise ExpectationsError(f"{where}: witness argument {name!r} must hold dtype and one of values, bits, and "
+                                f"optionally a shape they broadcast to (or be a list of such arrays, or a string), "
+                                f"e.g. {shape}")
 
 
 def _load_file(path: Path) -> dict[str, list[Any]]:

@@ -250,7 +250,10 @@ class WorkerHost:
         except Exception:  # nothing journaled: it died before any example
             return {"status": "error", "reason": f"the {self.group} worker process died (exit code {code}) before its "
                                                  f"first example, twice; the next check starts a new one"}
-        name = {"-6": "SIGABRT", "-11": "SIGSEGV", "-9": "SIGKILL", "-4": "SIGILL"}.get(str(code), "")
+        name = {"-6": "SIGABRT", "-11": "SIGSEGV", "-9": "SIGKILL", "-4": "SIGILL",
+                # adapters/dtensor_adapter.py: the worker exits so when a rank of its process group fails
+                "86": "a rank of its gloo process group died", "87": "a rank of its gloo process group hung"}.get(
+            str(code), "")
         what = f"the {self.group} worker process died (exit code {code}{', ' + name if name else ''}) on this input"
         builtin = next((b for b in registry.BUILTINS if b.factory == spec), None)
         caps = builtin.describe().capabilities if builtin is not None else None

@@ -668,6 +668,21 @@ class ClampsOnlyAbove(Planted):
         return oracle.lookup(table, ids, ["wrap_negative", "clip"])
 
 
+# --- sharded over devices ------------------------------------------------------------------
+
+class DropsRemainderRows(Planted):
+    """Shards the table over n devices as n blocks of V // n rows (floor division): with an
+    uneven split the last V % n rows live on no device, and their ids look up as zero rows."""
+    breaks = "partition.device_count"
+
+    def lookup_on_devices(self, table, ids, devices):
+        out = oracle.lookup(table, ids)
+        held = (table.shape[0] // devices) * devices
+        wide = ids.astype(np.int64)
+        out[wide >= held] = 0
+        return out
+
+
 # --- execution modes ---------------------------------------------------------------------
 
 class ModeSplit(Planted):
