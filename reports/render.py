@@ -27,7 +27,7 @@ PAGE = "page.html.j2"
 _CELL_PX = 28  # the width of a matrix cell in the stylesheet
 _DETAIL_KEYS = ("example", "expected", "actual", "detail", "reason", "snippet", "divergence", "acknowledged", "source",
                 "examples",
-                "seconds", "found_by", "divergence_set_aside", "environment")
+                "seconds", "found_by", "divergence_set_aside", "acknowledged_not_met", "environment")
 
 
 def render(run_or_runs: Run | Sequence[Run] | Path | str, out_dir: Path | str, *, write: bool = True) -> Any:

@@ -9,7 +9,10 @@ Two kinds of entry, each a table array in the same file:
 - ``[[violation]]``: an *acknowledged violation*, a departure no exact model
   expresses (a crash on valid input, a result that depends on the value). No model;
   a ``note`` with the minimal input is required. The check stays ``violates`` (pytest
-  reports it as an expected failure) and turns ``stale`` when it no longer departs.
+  reports it as an expected failure) and turns ``stale`` when it no longer departs,
+  unless it is ``intermittent = true``: a departure that needs the state earlier calls
+  left or a timing, which no witness can force; a run that does not meet it reports
+  the check as it found it, with ``acknowledged_not_met`` saying so.
 
 ``adapter`` and ``clause`` each take one name or a list (a pattern: fnmatch, whose
 brackets are character classes, so bracketed adapter names are written out).
@@ -35,7 +38,7 @@ BUILTIN_DIR = Path(__file__).with_name("divergences")
 KINDS = ("divergence", "violation")  # the table arrays of an expectations file
 KEYS = {
     "divergence": {"adapter", "clause", "model", "versions", "reference", "note", "witness", "when"},
-    "violation": {"adapter", "clause", "versions", "reference", "note", "witness", "when"},
+    "violation": {"adapter", "clause", "versions", "reference", "note", "witness", "when", "intermittent"},
 }
 REQUIRED = {
     "divergence": ("adapter", "clause", "model", "versions", "reference"),
@@ -68,6 +71,9 @@ class Divergence:
     # an acknowledged violation: no model, the check stays `violates`
     violation: bool = False
     file: str = field(default="", compare=False)  # the file's path, for messages
+    # a violation that no witness can force (it needs earlier calls' state or a timing):
+    # not meeting it in a run proves nothing, so it never makes the check stale
+    intermittent: bool = False
 
     @property
     def kind(self) -> str:
@@ -100,6 +106,8 @@ class Divergence:
             out["witness"] = self.witness
         if self.when:
             out["when"] = dict(self.when)
+        if self.intermittent:
+            out["intermittent"] = True
         return out
 
 
@@ -177,7 +185,7 @@ def _load_file(path: Path) -> dict[str, list[Any]]:
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ExpectationsError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
     shape = (f"expected [[divergence]] tables (keys: {', '.join(REQUIRED['divergence'])}, note, witness, when) "
-             f"or [[violation]] tables (keys: {', '.join(REQUIRED['violation'])}, witness, when)")
+             f"or [[violation]] tables (keys: {', '.join(REQUIRED['violation'])}, witness, when, intermittent)")
     if not isinstance(data, dict):
         raise ExpectationsError(f"{path}: {shape}")
     unknown = sorted(set(data) - set(KINDS))
@@ -250,6 +258,9 @@ def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterab
             raise ExpectationsError(f"{where}: when must map facts of the adapter's environment() to specifiers, "
                                     f"e.g. {{ \"torch.threads\" = \">=2\" }}")
         _check_specifiers(where, "when ", when, "specifier (PEP 440, e.g. '>=2')")
+        intermittent = e.get("intermittent", False)
+        if not isinstance(intermittent, bool):
+            raise ExpectationsError(f"{where}: intermittent must be true or false")
         source = f"{path.name}#{n}" if kind == "divergence" else f"{path.name}#{kind}{n}"
         for adapter in adapters:
             for c in named:
@@ -257,7 +268,7 @@ def parse(path: Path, entries: list[Any], clauses: Iterable[str], models: Iterab
                                       tuple((str(k), str(v)) for k, v in versions.items()),
                                       e["reference"], str(e.get("note", "")), source, e.get("witness"),
                                       tuple((str(k), str(v)) for k, v in when.items()), kind == "violation",
-                                      str(path)))
+                                      str(path), intermittent))
     return out
 
 

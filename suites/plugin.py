@@ -98,7 +98,10 @@ class Conformance:
         job = self.job(entry, clause_id)
         fut = self.pending.pop((entry.name, clause_id), None)
         rec = {**base, **(fut.result() if fut is not None else entry.host.run(job))}
-        applies = job.divergence is not None and "divergence_set_aside" not in rec
+        # a declaration set aside (its `when` unmet), or an intermittent violation this run did not meet,
+        # is named in the record's own key; the check is what was found
+        applies = (job.divergence is not None and "divergence_set_aside" not in rec
+                   and "acknowledged_not_met" not in rec)
         declared = job.divergence.as_dict() if applies else None
         acknowledged = applies and job.divergence.violation
         rec["divergence"] = None if acknowledged else declared

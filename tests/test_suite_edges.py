@@ -329,6 +329,32 @@ def test_an_acknowledged_violation_that_no_longer_reproduces_is_stale(tmp_path):
     assert proc.returncode == 1
 
 
+def _intermittent(tmp_path, adapter: str) -> str:
+    mine = tmp_path / f"{adapter}.toml"
+    mine.write_text(textwrap.dedent(f"""
+        [[violation]]
+        adapter = "{adapter}"
+        clause = "ids.negative"
+        versions = {{ numpy = ">=1.26" }}
+        reference = "https://example.org/issue/2"
+        note = "departs only after some earlier calls; no witness forces it"
+        intermittent = true
+    """))
+    return f"--expectations={mine}"
+
+
+def test_an_intermittent_violation_not_met_is_reported_as_found_not_stale(tmp_path):
+    proc, records = run_suite(*FAST, _intermittent(tmp_path, "numpy"), report_dir=tmp_path / "out")
+    rec = by_check(records)[("numpy", "ids.negative")]
+    assert rec["status"] == "conforms" and "intermittent" in rec["acknowledged_not_met"]
+    assert not rec.get("acknowledged") and rec["divergence"] is None and proc.returncode == 0
+    # met, it is an acknowledged violation like any other
+    proc, records = run_suite("-k", "ids.negative", "--adapter=tests.planted.faults:WrapsNegativeIds",
+                              _intermittent(tmp_path, "planted.WrapsNegativeIds"), report_dir=tmp_path / "out2")
+    rec = by_check(records)[("planted.WrapsNegativeIds", "ids.negative")]
+    assert rec["status"] == "violates" and rec["acknowledged"]["intermittent"] is True and proc.returncode == 0
+
+
 def test_a_witness_for_another_clause_is_not_forced_on_this_one(tmp_path):
     # a declaration's witness (table and ids) across clauses whose calls take more (an upstream)
     mine = tmp_path / "w.toml"
