@@ -67,14 +67,43 @@ class Cell:
 # (tensorflow 2.16/2.17 want numpy < 2 and ml_dtypes ~= 0.3 / < 0.5; tensorflow 2.18
 # numpy < 2.1; 2.19 numpy < 2.2). tf-keras X pulls tensorflow X (the full package),
 # so it is pinned alongside tensorflow-cpu X and checked too.
-TF_ADAPTERS = "numpy,tf,[tensorflow]"  # tf.*, tf_keras.*, keras.layers.Embedding[tensorflow]*
-JAX_ADAPTERS = "numpy,jax,flax,[jax]"  # jax.numpy.take*, flax.nnx.Embed, keras.layers.Embedding[jax]*
-TORCH_ADAPTERS = "numpy,torch,[torch]"  # torch.nn.*, keras.layers.Embedding[torch]*
+#
+# What a cell runs is what its pins vary, every column that rests on them:
+# - TensorFlow cells: tf.* (lookups, ShardedVariable, the sparse bag lookups), tf_keras.*,
+#   keras.layers.Embedding[tensorflow]* and keras-rs's DistributedEmbedding[tensorflow]
+#   (keras-rs pinned at the default environment's release: its only requirement is Keras 3).
+#   Not the tf2onnx columns: they run in the ONNX cells, at TensorFlow 2.21.
+# - JAX cells: jax.numpy.take*, flax.nnx.Embed*, keras.layers.Embedding[jax]*, the sharded
+#   ones over four host devices ([NamedSharding-*], [ModelParallel-*]) included.
+# - the torch cell: torch.nn.*, the bag columns, DTensor (torch.distributed.tensor.parallel.*)
+#   and keras.layers.Embedding[torch]*. Not TorchRec: its requirements are installed with
+#   --no-deps (requirements-nodeps.txt), which a cell's pins cannot express, and torch is
+#   2.13.0 everywhere, so the default environment already runs it at the only versions there are.
+# - ONNX cells: the ONNX and OpenVINO columns (torch.onnx and tf2onnx exports, onnxruntime,
+#   onnx.reference, OpenVINO's CPU plugin) at one onnxruntime/onnx pair each.
+# - every cell: numpy (the oracle's self-check) and numpy.take, whose behaviour follows the
+#   numpy release the cell pins (1.26.4, 2.0.2, 2.1.3, 2.4.6).
+# MLX and array_api_strict are in no cell: one release each, run by the default environment.
+TF_ADAPTERS = "numpy,numpy.take,tf,[tensorflow]"  # tf.*, tf_keras.*, keras.layers.Embedding[tensorflow]*, keras_rs.*[tensorflow]
+JAX_ADAPTERS = "numpy,numpy.take,jax,flax,[jax]"  # jax.numpy.take*, flax.nnx.Embed*, keras.layers.Embedding[jax]*
+TORCH_ADAPTERS = "numpy,numpy.take,torch,[torch]"  # torch.nn.*, torch.distributed.tensor.parallel.*, keras.layers.Embedding[torch]*
+ONNX_ADAPTERS = "numpy,onnxruntime,onnx.reference,openvino"  # onnxruntime[*], onnx.reference[*], openvino[torch.onnx]
+KERAS_RS = "0.4.0"
 
 
 def _tf(tf: str, tf_keras: str, keras: str, numpy: str, ml_dtypes: str) -> dict[str, str]:
-    return {"tensorflow-cpu": tf, "tensorflow": tf, "tf-keras": tf_keras, "keras": keras,
+    return {"tensorflow-cpu": tf, "tensorflow": tf, "tf-keras": tf_keras, "keras": keras, "keras-rs": KERAS_RS,
             "numpy": numpy, "ml_dtypes": ml_dtypes}
+
+
+def _onnx(onnxruntime: str, onnx: str) -> dict[str, str]:
+    """An onnxruntime/onnx pair; the exporters (torch.onnx with onnxscript, tf2onnx on
+    TensorFlow 2.21) and OpenVINO at the default environment's releases. tensorflow is
+    pinned beside tensorflow-cpu as there (tf-keras pulls it in): the tf2onnx columns
+    report its version."""
+    return {"torch": TORCH, "onnxruntime": onnxruntime, "onnx": onnx, "onnxscript": "0.7.2", "onnx-ir": "1.1.0",
+            "openvino": "2026.4.1", "tf2onnx": "1.17.0", "tensorflow-cpu": "2.21.0", "tensorflow": "2.21.0",
+            "numpy": "2.4.6", "ml_dtypes": "0.6.0"}
 
 
 CELLS: tuple[Cell, ...] = (
@@ -88,6 +117,7 @@ CELLS: tuple[Cell, ...] = (
                                 "numpy": "2.4.6", "ml_dtypes": "0.6.0"}, JAX_ADAPTERS),
     Cell("torch2.13-keras3.15", {"torch": TORCH, "keras": "3.15.1", "numpy": "2.4.6", "ml_dtypes": "0.6.0"},
          TORCH_ADAPTERS),
+    Cell("ort1.31-onnx1.23", _onnx("1.31.1", "1.23.2"), ONNX_ADAPTERS),
 )
 CELLS_BY_NAME = {c.name: c for c in CELLS}
 

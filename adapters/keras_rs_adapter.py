@@ -51,8 +51,13 @@ class DistributedEmbeddingBag:
     def __init__(self):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import keras
-        import keras_rs
         import tensorflow as tf
+        try:
+            import keras_rs
+        except AttributeError as exc:
+            # keras-rs reads TensorFlow APIs at import that older releases lack (0.4.0:
+            # tf.tpu.experimental.embedding.SparseCoreEmbeddingConfig): the layer cannot exist here
+            raise ImportError(f"keras_rs cannot be imported with tensorflow {tf.__version__}: {exc}") from exc
 
         if keras.backend.backend() != "tensorflow":
             raise ImportError(f"keras's backend is {keras.backend.backend()}, not tensorflow (set KERAS_BACKEND)")

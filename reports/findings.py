@@ -48,7 +48,16 @@ _PROBLEM = {
 }
 _TRACKER = re.compile(r"https://github\.com/[^/]+/[^/]+/(issues|pull)/\d+")
 # a reference to documentation: the behaviour is documented, a choice, not an unknown
-_DOCS = re.compile(r"https://(docs\.|www\.tensorflow\.org/api_docs|keras\.io|openxla\.org/xla/operation_semantics)")
+_DOCS = re.compile(r"https://(docs\.|www\.tensorflow\.org/api_docs|keras\.io|openxla\.org/xla/operation_semantics|data-apis\.org|onnx\.ai)")
+
+
+_KINDS = ("out_of_range", "invalid_ids", "invalid_table", "invalid_shards", "invalid_offsets", "lookup_failure")
+
+
+def _failure_kind(text: str) -> str | None:
+    """The contract failure kind an expected/actual description names, or None (rows)."""
+    head = text.split(" ", 1)[0]
+    return head if head in _KINDS else None
 
 
 def problem_of(clause: str) -> str:
@@ -89,10 +98,23 @@ class Finding:
         return bool(_DOCS.match(self.declaration.get("reference", "")))
 
     @property
+    def what(self) -> str:
+        """What goes wrong, from what came back: a crash, a failure where the contract gives
+        rows (or another kind of failure), else the clause's own departure."""
+        rec = self.record
+        if "crash" in (rec.get("observed") or {}):
+            return "kills the process"
+        expected, actual = _failure_kind(rec.get("expected", "")), _failure_kind(rec.get("actual", ""))
+        if actual and not expected:
+            return "fails on valid input" if actual == "lookup_failure" else f"raises {actual} on valid input"
+        if actual and expected and actual != expected:
+            return f"raises {actual} where the contract says {expected}"
+        return problem_of(self.clause)
+
+    @property
     def title(self) -> str:
-        crash = "crash" in (self.record.get("observed") or {})
-        what = "kills the process" if crash else problem_of(self.clause)
-        return f"{self.adapters[0]}{' (and ' + str(len(self.adapters) - 1) + ' more)' if len(self.adapters) > 1 else ''}: {what}"
+        more = f" (and {len(self.adapters) - 1} more)" if len(self.adapters) > 1 else ""
+        return f"{self.adapters[0]}{more}: {self.what}"
 
     @property
     def slug(self) -> str:
@@ -156,26 +178,57 @@ def _printed(rec: dict) -> str:
 
 
 def summary(found: list[Finding]) -> str:
-    """FINDINGS.md: the departures no tracker records, each with its repro and the outcome it
-    gave (a JSON line the project's test compares the replay with)."""
+    """FINDINGS.md: the departures no tracker records, one section per declared behaviour (a
+    declaration's entry, or an undeclared departure) with every clause it shows on, each
+    with its repro and the outcome it gave (a JSON line the project's test compares the
+    replay with)."""
     untracked = [f for f in found if f.tracker is None and not f.documented and f.replayed is None
                  and f.record.get("snippet")]
+    groups: dict[tuple, list[Finding]] = {}
+    for f in untracked:
+        key = (f.framework, f.declaration.get("source") or f.behaviour, tuple(f.adapters))
+        groups.setdefault(key, []).append(f)
     lines = ["# Findings no tracker records", "",
-             "Departures this suite found that no upstream issue records and no documentation states, one per "
-             "framework, clause and behaviour (read from source, or not explained anywhere). Each repro runs on its own and binds `result`; the line after it is what that gave "
-             "(per result: a failure kind, or dtype, shape and bytes). `tests/test_findings.py` replays every "
-             "one. Regenerate with `python -m reports findings reports/latest --out reports/findings "
-             "--summary FINDINGS.md` after a full run.", ""]
-    for n, f in enumerate(untracked, 1):
-        rec = f.record
-        versions = ", ".join(f"{d} {v}" for d, v in sorted(rec["versions"].items()))
-        lines += [f"## {n}. {f.title}", "",
-                  f"`{f.clause}` · {f.behaviour} · {versions}", "",
-                  f"{(rec.get('detail') or '')[:600]}", "",
-                  f"<!-- adapter: {rec['adapter']} clause: {rec['clause']} -->",
-                  "```python", rec["snippet"].rstrip(), "```", "",
-                  "Gave:", "", "```json", _printed(rec), "```", ""]
+             "Departures this suite found that no upstream issue records and no documentation states (read "
+             "from source, or not explained anywhere): one section per behaviour, with every clause it shows "
+             f"on. {len(groups)} behaviours, {len(untracked)} clause repros. Each repro runs on its own "
+             "and binds `result`; the block after it is what that gave (per result: a failure kind, or "
+             "dtype, shape and bytes). `tests/test_findings.py` replays every one. Regenerate with "
+             "`python -m reports findings reports/latest --out reports/findings --summary FINDINGS.md` "
+             "after a full run.", ""]
+    lines += [f"{n}. [{fs[0].adapters[0]}{_more(fs[0])}: {_headline(fs[0])}](#{n}) ({len(fs)} clauses)"
+              for n, fs in enumerate(groups.values(), 1)]
+    lines.append("")
+    for n, fs in enumerate(groups.values(), 1):
+        first, decl = fs[0], fs[0].declaration
+        versions = ", ".join(f"{d} {v}" for d, v in sorted(first.record["versions"].items()))
+        lines += [f'<a id="{n}"></a>', "", f"## {n}. {first.adapters[0]}{_more(first)}: {_headline(first)}", "",
+                  f"{', '.join(f'`{a}`' for a in first.adapters)} · {versions} · {first.behaviour}", ""]
+        if decl.get("source"):
+            lines += [f"Declared in `{decl['source']}`: {decl.get('reference', '')}", ""]
+        if decl.get("note"):
+            lines += [decl["note"], ""]
+        for f in fs:
+            rec = f.record
+            lines += [f"### `{f.clause}`: {f.what}", "", (rec.get("detail") or "")[:600], "",
+                      "<details><summary>repro</summary>", "",
+                      f"<!-- adapter: {rec['adapter']} clause: {rec['clause']} -->",
+                      "```python", rec["snippet"].rstrip(), "```", "",
+                      "Gave:", "", "```json", _printed(rec), "```", "", "</details>", ""]
     return "\n".join(lines)
+
+
+def _headline(f: Finding, width: int = 110) -> str:
+    """A section's title: what the declaration's note says first (its first clause, cut at a
+    word), else the behaviour (the model chain, or 'undeclared')."""
+    note = (f.declaration.get("note") or "").split(";")[0].split(". ")[0].strip()
+    if not note:
+        return f.behaviour
+    return note if len(note) <= width else note[:width].rsplit(" ", 1)[0] + " ..."
+
+
+def _more(f: Finding) -> str:
+    return f" (and {len(f.adapters) - 1} more)" if len(f.adapters) > 1 else ""
 
 
 def write_findings(dirs: list[Path], out: Path, summary_path: Path | None = None, replay_them: bool = True) -> list[Finding]:

@@ -30,7 +30,9 @@ def judge(rec: dict, got: dict) -> str | None:
     where = f"{rec['adapter']} {rec['clause']}"
     obs = rec["observed"]
     if "crash" in obs:  # the adapter killed its process: so must the snippet
-        return None if "died" in got else f"{where}: the process died in the suite, the snippet's did not ({str(got)[:200]})"
+        if "died" in got or (rec.get("acknowledged") or {}).get("intermittent"):
+            return None  # (an intermittent violation is declared as one that no input forces)
+        return f"{where}: the process died in the suite, the snippet's did not ({str(got)[:200]})"
     if "died" in got:
         return f"{where}: the snippet's process died ({got['died']})"
     if "raised" in got:

@@ -124,7 +124,8 @@ def test_cells_are_named_once_and_coherently():
     names = [c.name for c in nf.CELLS]
     assert len(names) == len(set(names))
     # a name is <dist><version> tokens; each must be the prefix of that distribution's pin
-    token_dist = {"tf": "tensorflow-cpu", "keras": "keras", "jax": "jax", "flax": "flax", "torch": "torch"}
+    token_dist = {"tf": "tensorflow-cpu", "keras": "keras", "jax": "jax", "flax": "flax", "torch": "torch",
+                  "ort": "onnxruntime", "onnx": "onnx"}
     for cell in nf.CELLS:
         assert re.fullmatch(r"[a-z]+[0-9][0-9.]*(-[a-z]+[0-9][0-9.]*)*", cell.name), cell.name
         for token in cell.name.split("-"):
@@ -143,8 +144,9 @@ def test_every_cell_pins_exact_versions_and_numpy():
         if "tensorflow-cpu" in cell.pins:  # tf-keras X pulls tensorflow X: both pinned, same release
             tf = cell.pins["tensorflow-cpu"]
             assert cell.pins["tensorflow"] == tf
-            assert Version(cell.pins["tf-keras"]).release[:2] == Version(tf).release[:2]
-            assert Version(cell.pins["keras"]).major == 3
+            if "tf-keras" in cell.pins:  # (the ONNX cells need TensorFlow for tf2onnx, not tf-keras)
+                assert Version(cell.pins["tf-keras"]).release[:2] == Version(tf).release[:2]
+                assert Version(cell.pins["keras"]).major == 3
 
 
 def test_the_matrix_covers_what_the_issue_asks():
@@ -160,6 +162,9 @@ def test_the_matrix_covers_what_the_issue_asks():
     assert versions("tf-keras")
     assert len(versions("jax")) >= 2
     assert versions("torch") == {Version("2.13.0")}
+    # the deployment runtimes: a cell at the default environment's onnxruntime/onnx pair
+    assert max(versions("onnxruntime")) == Version(nf.requirement_pins()["onnxruntime"])
+    assert max(versions("onnx")) == Version(nf.requirement_pins()["onnx"])
 
 
 def test_torch_is_only_ever_2_13_0():
