@@ -226,6 +226,11 @@ class CompiledFunctionalBag(FunctionalBag):
     RECOMPILES_BEFORE_FRESH = 4
 
     def __init__(self):
+        import logging
+
+        # fake tensors log the meta kernel's refusal of float ids with its whole traceback
+        # (thousands of lines a run) before it is raised, where the adapter translates it
+        logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
         self._cache: dict[tuple, Callable] = {}
         self._lock = threading.Lock()
         self._backend_checked = False

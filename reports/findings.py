@@ -221,7 +221,7 @@ def summary(found: list[Finding]) -> str:
 def _headline(f: Finding, width: int = 110) -> str:
     """A section's title: what the declaration's note says first (its first clause, cut at a
     word), else the behaviour (the model chain, or 'undeclared')."""
-    note = (f.declaration.get("note") or "").split(";")[0].split(". ")[0].strip()
+    note = re.split(r"; |\.\s+(?=[A-Z])", f.declaration.get("note") or "")[0].strip()
     if not note:
         return f.behaviour
     return note if len(note) <= width else note[:width].rsplit(" ", 1)[0] + " ..."
