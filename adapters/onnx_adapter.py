@@ -296,6 +296,12 @@ class Exports:
         bag_ns = load_source(HELPERS + BAG_EXPORTER, imports) if exporter == "torch.onnx" else {}
         self._export_bags: Callable | None = bag_ns.get("export_bags")
         self._bag_feeds: Callable | None = bag_ns.get("bag_feeds")
+        if exporter == "torch.onnx":
+            import logging
+
+            # fake tensors log the meta kernel's refusal of float ids (an export that fails
+            # as InvalidIds, a result) with its whole traceback: ~700 lines a run
+            logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
         self._to_torch = load_source(HELPERS, ["import numpy as np", "import ml_dtypes", "import torch"])[
             "to_torch"] if exporter == "torch.onnx" else None
         self._cache: dict[tuple, Any] = {}
