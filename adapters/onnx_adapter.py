@@ -9,6 +9,15 @@ ONNX runtime. One column per (runtime, exporter):
 - runtimes: ``onnxruntime`` (CPU execution provider) and ``onnx.reference`` (the
   ONNX specification's own evaluator); OpenVINO is adapters/openvino_adapter.py.
 
+The torch.onnx columns also pool (``lookup_bags``, ``lookup_bags_padded``): the
+export of ``nn.EmbeddingBag.from_pretrained(table, mode=combiner,
+include_last_offset=True[, padding_idx=p])`` called with (values, offsets[,
+per_sample_weights]), the contract's CSR offsets handed over as they are (B + 1 of
+them, as adapters/torch_bag_adapter.ModuleBag does); values, offsets and weights are
+inputs of the model, the table its initializer ``weight``. torchlib writes the bag as
+a Gather of the rows followed by an ONNX Loop over the bags (a Slice and a
+ReduceSum/Mean/Max per bag, a constant zero row for an empty one).
+
 Both exporters write an ONNX ``Gather(axis=0)``, whose rules are the ONNX spec's:
 negative indices count from the back, and out-of-range handling is each runtime's.
 
@@ -63,6 +72,22 @@ def export(table, ids):
     return model
 ''',
 }
+# the pooled lookup (torch.onnx only: tf2onnx has no bag of its own to convert)
+BAG_EXPORTER = '''\
+def export_bags(table, values, offsets, weights, combiner, padding_idx=None):
+    # nn.EmbeddingBag holding the table; offsets in CSR form (B + 1 of them:
+    # include_last_offset=True); exported with torch.onnx's dynamo exporter
+    layer = torch.nn.EmbeddingBag.from_pretrained(to_torch(table), mode=combiner, include_last_offset=True,
+                                                  padding_idx=padding_idx).eval()
+    args = (to_torch(values), to_torch(offsets)) + (() if weights is None else (to_torch(weights),))
+    return torch.onnx.export(layer, args, dynamo=True, verbose=False)
+
+
+def bag_feeds(model, values, offsets, weights):
+    # the model's inputs, in the order the module takes them: input, offsets[, per_sample_weights]
+    arrays = [values, offsets] + ([] if weights is None else [weights])
+    return {i.name: a for i, a in zip(model.graph.input, arrays)}
+'''
 # what each exporter's snippet imports, and how its model and feeds are had
 EXPORT_IMPORTS = {"torch.onnx": ["import torch"],
                   "tf2onnx": ["import tensorflow as tf", "import tf2onnx"]}
@@ -119,6 +144,26 @@ def snippet_source(runtime: str, exporter: str, args: dict[str, str], runners: d
     return "\n".join(lines) + "\n"
 
 
+def bag_snippet_source(runtime: str, args: dict[str, str], padded: bool, runners: dict[str, str] = RUNNERS,
+                       runner_imports: dict[str, list[str]] = RUNNER_IMPORTS) -> str:
+    """Standalone code for a pooled lookup: export (afresh, with this very table), run,
+    bind ``result``."""
+    lines = ["import numpy as np", "import ml_dtypes", *EXPORT_IMPORTS["torch.onnx"], *runner_imports[runtime], ""]
+    lines += [HELPERS, BAG_EXPORTER, runners[runtime]]
+    lines += [f"{k} = {v}" for k, v in args.items()]
+    pad = ", padding_idx" if padded else ""
+    lines += [
+        f"program = export_bags(table, values, offsets, weights, combiner{pad})",
+        "out = run(program.model_proto, bag_feeds(program.model_proto, values, offsets, weights))",
+        "result = out",
+        "print(out.dtype, out.shape)",
+        "print(repr(out))",
+        "if out.dtype.kind == 'f' or out.dtype == ml_dtypes.bfloat16:",
+        "    print([hex(b) for b in out.view(f'u{out.itemsize}').ravel().tolist()])",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def load_source(source: str, imports: list[str]) -> dict[str, Any]:
     """Execute snippet source (imports, then definitions) and return its namespace."""
     ns: dict[str, Any] = {"__name__": "embedding_conformance.adapters.onnx_snippet"}
@@ -146,6 +191,19 @@ _RUNTIME_MESSAGES: tuple[tuple[str, str, type[LookupFailure]], ...] = (
     # OpenVINO's ONNX frontend cannot read the model (a Gather from an initializer with
     # no rows): a framework failure, no contract kind
     ("RuntimeError", "Model wasn't fully converted", LookupFailure),
+    # the exported EmbeddingBag with no bags (offsets [0]): its Loop still runs once and
+    # ConcatFromSequence meets an empty sequence (onnxruntime: "Must have 1 or more
+    # inputs"; onnx.reference: numpy.concatenate's "need at least one array"): no kind
+    ("Fail", "Must have 1 or more inputs", LookupFailure),
+    ("ValueError", "need at least one array to concatenate", LookupFailure),
+    # onnxruntime's CPU provider has no kernel for an op of the model in this dtype (the
+    # exported EmbeddingBag's Mul on bfloat16 rows): the session is refused, no kind
+    ("NotImplemented", "Could not find an implementation for", LookupFailure),
+    # the exported EmbeddingBag with a padding_idx and int32 values compares an int32 id
+    # with the int64 padding id: an invalid model (onnxruntime's type inference refuses it,
+    # onnx.reference's Equal its inputs), no kind
+    ("Fail", "[TypeInferenceError]", LookupFailure),
+    ("RuntimeTypeError", "Input type mismatch", LookupFailure),
 )
 
 
@@ -161,8 +219,9 @@ def classify(exc: BaseException, ids_dtype: np.dtype | None = None) -> LookupFai
             return cls(f"{type(exc).__name__}: {line}"[:500])
     if type(exc).__module__.startswith("torch"):
         # torch.onnx.export wraps what the module raised while torch.export traced it;
-        # its summary carries torch's own message (float or int16 ids, ...)
-        from .torch_adapter import classify as torch_classify
+        # its summary carries torch's own message (float or int16 ids, ...); the bag
+        # adapter's classify reads nn.EmbeddingBag's messages and then nn.Embedding's
+        from .torch_bag_adapter import classify as torch_classify
 
         return torch_classify(exc)
     # tf2onnx traces the tf.function: TensorFlow's own errors (a TypeError naming the
@@ -190,6 +249,9 @@ _TORCH_NOTES = (
     "a 2-D weight, int32 or int64 ids (what nn.Embedding takes; torch refuses others while exporting)",
     "one static export per signature (dtypes and shapes); later tables of that signature are set with "
     "ONNXProgram.apply_weights",
+    "bags: nn.EmbeddingBag.from_pretrained(table, mode=..., include_last_offset=True) exported the same way, "
+    "one export per (table, values, offsets, weights signature, mode, padding_idx); torch has no sqrtn combiner, "
+    "per_sample_weights is documented for mode='sum' only",
 )
 _TF2ONNX_NOTES = (
     "tf2onnx: tf2onnx.convert.from_function of tf.function(tf.nn.embedding_lookup(params, ids)) with "
@@ -207,7 +269,10 @@ _FRAMEWORK = {"onnxruntime": "onnxruntime", "onnx.reference": "onnx"}
 
 def exporter_capabilities(exporter: str, distributions: tuple[str, ...], notes: tuple[str, ...]) -> Capabilities:
     if exporter == "torch.onnx":
+        # combiners: nn.EmbeddingBag's modes (no sqrtn), weights with sum only, as
+        # adapters/torch_bag_adapter declares for the eager module
         return Capabilities(table_dtypes=FLOAT_DTYPES, table_ndims=(2,), id_dtypes=("int32", "int64"),
+                            combiners=("sum", "mean", "max"), weighted_combiners=("sum",),
                             distributions=distributions, notes=_TORCH_NOTES + notes)
     return Capabilities(table_dtypes=FLOAT_DTYPES, id_dtypes=("int16", "int32", "int64"),
                         distributions=distributions, notes=_TF2ONNX_NOTES + notes)
@@ -228,21 +293,31 @@ class Exports:
         self.exporter = exporter
         imports = ["import numpy as np", "import ml_dtypes", *EXPORT_IMPORTS[exporter]]
         self._export: Callable = load_source(HELPERS + EXPORTERS[exporter], imports)["export"]
+        bag_ns = load_source(HELPERS + BAG_EXPORTER, imports) if exporter == "torch.onnx" else {}
+        self._export_bags: Callable | None = bag_ns.get("export_bags")
+        self._bag_feeds: Callable | None = bag_ns.get("bag_feeds")
+        if exporter == "torch.onnx":
+            import logging
+
+            # fake tensors log the meta kernel's refusal of float ids (an export that fails
+            # as InvalidIds, a result) with its whole traceback: ~700 lines a run
+            logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
         self._to_torch = load_source(HELPERS, ["import numpy as np", "import ml_dtypes", "import torch"])[
             "to_torch"] if exporter == "torch.onnx" else None
         self._cache: dict[tuple, Any] = {}
         self.exports = 0  # exports made (failed ones included): one per signature
         self.seconds = 0.0  # time spent exporting
 
-    def model(self, table: np.ndarray, ids: np.ndarray):
+    def _program(self, key: tuple, export: Callable[[], Any], table: np.ndarray):
+        """The cached export of ``key`` holding ``table`` (exported now if new), or the
+        export's failure raised."""
         import time
 
-        key = (table.dtype.str, table.dtype.name, table.shape, ids.dtype.str, ids.shape)
         fresh = key not in self._cache
         if fresh:
             t0 = time.perf_counter()
             try:
-                self._cache[key] = self._export(table, ids)
+                self._cache[key] = export()
             except Exception as exc:  # a failing export fails for every example of its signature
                 self._cache[key] = exc
             self.exports += 1
@@ -250,12 +325,35 @@ class Exports:
         program = self._cache[key]
         if isinstance(program, Exception):
             raise program
+        if self.exporter == "torch.onnx" and not fresh:
+            # the documented way of giving an exported program new weights
+            program.apply_weights({"weight": self._to_torch(table)})
+        return program
+
+    def model(self, table: np.ndarray, ids: np.ndarray):
+        key = (table.dtype.str, table.dtype.name, table.shape, ids.dtype.str, ids.shape)
+        program = self._program(key, lambda: self._export(table, ids), table)
         if self.exporter == "torch.onnx":
-            if not fresh:  # the documented way of giving an exported program new weights
-                program.apply_weights({"weight": self._to_torch(table)})
             model = program.model_proto
             return model, {model.graph.input[0].name: ids}
         return program, {"params": table, "ids": ids}
+
+    def bags(self, table, values, offsets, weights, combiner, padding_idx=None):
+        """The exported nn.EmbeddingBag for this table and its feeds (torch.onnx only).
+        The signature: dtypes and shapes of the table, values, offsets and weights (or
+        none), the mode and the padding id, all static in the export; offsets, values and
+        weights are the model's inputs, so only the table is set anew."""
+        if self._export_bags is None:
+            raise ValueError(f"{self.exporter} exports no bag")
+
+        def sig(a):
+            return None if a is None else (a.dtype.str, a.dtype.name, a.shape)
+
+        key = ("bags", sig(table), sig(values), sig(offsets), sig(weights), combiner, padding_idx)
+        program = self._program(key, lambda: self._export_bags(table, values, offsets, weights, combiner, padding_idx),
+                                table)
+        model = program.model_proto
+        return model, self._bag_feeds(model, values, offsets, weights)
 
 
 _SHARED: dict[str, Exports] = {}
@@ -299,20 +397,44 @@ class OnnxLookup:
         return snippet_source(self.runtime, self.exporter, args)
 
 
+class TorchOnnxLookup(OnnxLookup):
+    """A torch.onnx column: nn.Embedding's export for lookups, nn.EmbeddingBag's for bags."""
+
+    def _bags(self, table, values, offsets, weights, combiner, padding_idx=None) -> np.ndarray:
+        try:
+            model, feeds = self._exports.bags(table, values, offsets, weights, combiner, padding_idx)
+            return np.asarray(self._run(model, feeds))
+        except Exception as exc:
+            raise translated(exc, values) from None
+
+    def lookup_bags(self, table, values, offsets, weights, combiner):
+        return self._bags(table, values, offsets, weights, combiner)
+
+    def lookup_bags_padded(self, table, values, offsets, weights, combiner, padding_idx):
+        return self._bags(table, values, offsets, weights, combiner, int(padding_idx))
+
+    def snippet(self, op: str, args: dict[str, str]) -> str:
+        if op in ("lookup_bags", "lookup_bags_padded"):
+            return bag_snippet_source(self.runtime, args, op == "lookup_bags_padded")
+        return super().snippet(op, args)
+
+
+_CLASSES = {"torch.onnx": TorchOnnxLookup, "tf2onnx": OnnxLookup}
 _COLUMNS = {f"{r}[{e}]": (r, e) for r in ("onnxruntime", "onnx.reference") for e in ("torch.onnx", "tf2onnx")}
 
 
 def describe(name: str) -> Description:
     """What the built-in ``name`` offers, without importing any framework."""
-    return Description(methods_of(OnnxLookup), _capabilities(*_COLUMNS[name]))
+    runtime, exporter = _COLUMNS[name]
+    return Description(methods_of(_CLASSES[exporter]), _capabilities(runtime, exporter))
 
 
 def onnxruntime_torch() -> OnnxLookup:
-    return OnnxLookup("onnxruntime", "torch.onnx")
+    return TorchOnnxLookup("onnxruntime", "torch.onnx")
 
 
 def reference_torch() -> OnnxLookup:
-    return OnnxLookup("onnx.reference", "torch.onnx")
+    return TorchOnnxLookup("onnx.reference", "torch.onnx")
 
 
 def onnxruntime_tf2onnx() -> OnnxLookup:

@@ -7,6 +7,10 @@ call against 3-7 ms), compiled for the CPU plugin with
 ``Core.compile_model(model, "CPU")`` and run. The table is a constant of the
 compiled model, as in a deployed one.
 
+Bags (``lookup_bags``, ``lookup_bags_padded``) run the torch.onnx export of
+``nn.EmbeddingBag`` (adapters/onnx_adapter.py: ``export_bags``, cached per signature
+as well) the same way.
+
 The output arrives as a NumPy array; a bfloat16 output arrives in an array typed
 float16 holding bfloat16 bits (NumPy has no bfloat16), which is read as
 ml_dtypes.bfloat16, bits unchanged.
@@ -20,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .contract import Description, LookupFailure, methods_of
-from .onnx_adapter import exporter_capabilities, exports_for, load_source, snippet_source, translated
+from .onnx_adapter import bag_snippet_source, exporter_capabilities, exports_for, load_source, snippet_source, translated
 from .onnx_adapter import classify as onnx_classify
 
 RUNNERS = {
@@ -83,7 +87,22 @@ class OpenVinoLookup:
         except Exception as exc:
             raise translated(exc, ids) from None
 
+    def _bags(self, table, values, offsets, weights, combiner, padding_idx=None) -> np.ndarray:
+        try:
+            model, feeds = self._exports.bags(table, values, offsets, weights, combiner, padding_idx)
+            return self._run(model, feeds)
+        except Exception as exc:
+            raise translated(exc, values) from None
+
+    def lookup_bags(self, table, values, offsets, weights, combiner):
+        return self._bags(table, values, offsets, weights, combiner)
+
+    def lookup_bags_padded(self, table, values, offsets, weights, combiner, padding_idx):
+        return self._bags(table, values, offsets, weights, combiner, int(padding_idx))
+
     def snippet(self, op: str, args: dict[str, str]) -> str:
+        if op in ("lookup_bags", "lookup_bags_padded"):
+            return bag_snippet_source("openvino", args, op == "lookup_bags_padded", RUNNERS, RUNNER_IMPORTS)
         if op != "lookup":
             raise ValueError(f"{self.name} has no operation {op!r}")
         return snippet_source("openvino", "torch.onnx", args, RUNNERS, RUNNER_IMPORTS)
