@@ -11,7 +11,7 @@ or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``, `
 ``narrow_to_int32``, ``cast_ids_to_int32``, ``cast_ids_to_int32_saturating``,
 ``float_ids_via_float32``, ``x64_off``, ``bf16_nan_as_ffff``, ``table_rows_fit_ids_dtype``,
 ``uint64_as_int64``, ``uint64_ids_refused``, ``uint64_ids_refused_by_value``, ``ids_rank_one``,
-``tf2onnx_onnxruntime_refuses``, ``openvino_empty_table_fails``); *resolvers* claim some ids and
+``tf2onnx_onnxruntime_refuses``, ``openvino_empty_table_fails``, ``onnxruntime_refuses_bfloat16``); *resolvers* claim some ids and
 say what comes back for them (``broadcast_single_row``, ``openvino_gather_nop``, ``wrap_negative``,
 ``wrap_negative_in_id_dtype``, ``fill_nan``, ``fill_zero``, ``clip``), the first to claim an id
 wins; *finishers* change the result (``canonicalize_bf16_nan``, ``empty_table_returns_table``,
@@ -205,6 +205,15 @@ def _tf2onnx_onnxruntime_refuses(table, ids):
     return table, ids
 
 
+def _onnxruntime_refuses_bfloat16(table, ids):
+    # onnxruntime's CPU provider has no bfloat16 Mul (docs/OperatorKernels.md), and the
+    # torch.onnx export of nn.EmbeddingBag multiplies every gathered row: a bfloat16 table
+    # fails for any integer ids before one is read
+    if table.dtype.name == "bfloat16" and ids.dtype.kind in "iu":
+        raise LookupFailure("onnxruntime has no bfloat16 Mul kernel on CPU")
+    return table, ids
+
+
 def _openvino_empty_table_fails(table, ids):
     # OpenVINO's ONNX frontend cannot convert a Gather from a constant with no rows
     # ('Model wasn't fully converted ... Accessing out-of-range dimension'), whatever the ids
@@ -230,6 +239,7 @@ TRANSFORMS = {
     "ids_rank_one": _ids_rank_one,
     "tf2onnx_onnxruntime_refuses": _tf2onnx_onnxruntime_refuses,
     "openvino_empty_table_fails": _openvino_empty_table_fails,
+    "onnxruntime_refuses_bfloat16": _onnxruntime_refuses_bfloat16,
 }
 
 

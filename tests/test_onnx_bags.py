@@ -103,9 +103,9 @@ def test_onnxruntime_refuses_bfloat16_bags_as_its_declared_model_says(columns):
     from embedding_conformance.adapters import bags
 
     with pytest.raises(LookupFailure) as model:
-        bags.lookup_bags(table, values, offsets, None, "max", ["tf2onnx_onnxruntime_refuses"])
+        bags.lookup_bags(table, values, offsets, None, "max", ["onnxruntime_refuses_bfloat16"])
     assert type(model.value) is LookupFailure
-    assert "tf2onnx_onnxruntime_refuses" in oracle.MODELS
+    assert "onnxruntime_refuses_bfloat16" in oracle.MODELS
     # onnx.reference pools the same bfloat16 table
     assert columns["onnx.reference"].lookup_bags(table, np.array([0], I64), np.array([0, 1], I64), None,
                                                  "max").tolist() == [[0.0]]
