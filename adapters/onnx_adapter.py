@@ -397,8 +397,9 @@ class OnnxLookup:
         return snippet_source(self.runtime, self.exporter, args)
 
 
-class TorchOnnxLookup(OnnxLookup):
-    """A torch.onnx column: nn.Embedding's export for lookups, nn.EmbeddingBag's for bags."""
+class ExportedBags:
+    """lookup_bags through nn.EmbeddingBag's torch.onnx export (``self._exports``), run
+    by the column's runtime (``self._run``): shared by the ONNX and OpenVINO columns."""
 
     def _bags(self, table, values, offsets, weights, combiner, padding_idx=None) -> np.ndarray:
         try:
@@ -412,6 +413,10 @@ class TorchOnnxLookup(OnnxLookup):
 
     def lookup_bags_padded(self, table, values, offsets, weights, combiner, padding_idx):
         return self._bags(table, values, offsets, weights, combiner, int(padding_idx))
+
+
+class TorchOnnxLookup(ExportedBags, OnnxLookup):
+    """A torch.onnx column: nn.Embedding's export for lookups, nn.EmbeddingBag's for bags."""
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
         if op in ("lookup_bags", "lookup_bags_padded"):

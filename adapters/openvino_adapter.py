@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .contract import Description, LookupFailure, methods_of
-from .onnx_adapter import bag_snippet_source, exporter_capabilities, exports_for, load_source, snippet_source, translated
+from .onnx_adapter import ExportedBags, bag_snippet_source, exporter_capabilities, exports_for, load_source, snippet_source, translated
 from .onnx_adapter import classify as onnx_classify
 
 RUNNERS = {
@@ -65,7 +65,7 @@ def child_run(model, feeds) -> np.ndarray:
     return run(model, feeds)
 
 
-class OpenVinoLookup:
+class OpenVinoLookup(ExportedBags):
     name = "openvino[torch.onnx]"
     framework = "openvino"
     capabilities = CAPABILITIES
@@ -86,19 +86,6 @@ class OpenVinoLookup:
             return self._run(model, feeds)
         except Exception as exc:
             raise translated(exc, ids) from None
-
-    def _bags(self, table, values, offsets, weights, combiner, padding_idx=None) -> np.ndarray:
-        try:
-            model, feeds = self._exports.bags(table, values, offsets, weights, combiner, padding_idx)
-            return self._run(model, feeds)
-        except Exception as exc:
-            raise translated(exc, values) from None
-
-    def lookup_bags(self, table, values, offsets, weights, combiner):
-        return self._bags(table, values, offsets, weights, combiner)
-
-    def lookup_bags_padded(self, table, values, offsets, weights, combiner, padding_idx):
-        return self._bags(table, values, offsets, weights, combiner, int(padding_idx))
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
         if op in ("lookup_bags", "lookup_bags_padded"):
