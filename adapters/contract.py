@@ -17,7 +17,7 @@ Optional methods add capabilities; a missing one makes its clauses
 - ``grad_padded``, ``grad_scaled``, ``lookup_with_state``, ``lookup_mask_zero``: the
   training clauses (suites/test_training.py);
 - ``lookup_bags(table, values, offsets, weights, combiner) -> np.ndarray``: a pooled
-  lookup (adapters/bags.py states the contract). ``values`` is a 1-D ids array,
+  lookup (adapters/spec/bags.py states the contract). ``values`` is a 1-D ids array,
   ``offsets`` a 1-D int64 array of length B + 1 in CSR form (bag b holds
   ``values[offsets[b]:offsets[b + 1]]``), ``weights`` None or a 1-D array of the
   table's dtype (one per id), ``combiner`` one of ``COMBINERS``; the result has shape
@@ -53,7 +53,7 @@ import numpy as np
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 STRATEGIES = ("mod", "div")
-# How lookup_bags combines a bag's rows (adapters/bags.py)
+# How lookup_bags combines a bag's rows (adapters/spec/bags.py)
 COMBINERS = ("sum", "mean", "sqrtn", "max")
 # The adapter methods clauses call; an adapter offers those it defines (callable).
 METHODS = ("lookup", "lookup_sharded", "grad", "grad_padded", "grad_scaled", "lookup_with_state",

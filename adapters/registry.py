@@ -47,7 +47,7 @@ def _keras(backend: str, suffix: str = "", attr: str = "embedding") -> Builtin:
     imports = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}[backend]
     return Builtin(
         f"keras.layers.Embedding[{backend}]{suffix}",
-        f"embedding_conformance.adapters.keras_adapter:{attr}",
+        f"embedding_conformance.adapters.keras.embedding:{attr}",
         ("keras", imports),
         ("keras", *dists),
         group=f"keras-{backend}",
@@ -72,81 +72,81 @@ MLX_PIP = {"mlx": "'mlx[cpu]'"}  # on Linux the CPU backend is an extra
 XLA_FOUR_DEVICES = "--xla_force_host_platform_device_count=4"  # four CPU devices for the sharded JAX adapters
 
 BUILTINS: tuple[Builtin, ...] = (
-    Builtin("numpy", "embedding_conformance.adapters.numpy_adapter:NumpyAdapter", ("numpy",), ("numpy",)),
+    Builtin("numpy", "embedding_conformance.adapters.numpy.oracle_column:NumpyAdapter", ("numpy",), ("numpy",)),
     # torch: eager, compiled, and the sparse-gradient layer
-    _b("torch.nn.Embedding", "embedding_conformance.adapters.torch_adapter:nn_embedding", ("torch",), ("torch",), "torch"),
-    _b("torch.nn.Embedding[sparse]", "embedding_conformance.adapters.torch_adapter:nn_embedding_sparse", ("torch",), ("torch",), "torch"),
-    _b("torch.nn.functional.embedding", "embedding_conformance.adapters.torch_adapter:functional_embedding", ("torch",), ("torch",), "torch"),
-    _b("torch.nn.functional.embedding[compile]", "embedding_conformance.adapters.torch_adapter:functional_embedding_compile", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.Embedding", "embedding_conformance.adapters.torch.embedding:nn_embedding", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.Embedding[sparse]", "embedding_conformance.adapters.torch.embedding:nn_embedding_sparse", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding", "embedding_conformance.adapters.torch.embedding:functional_embedding", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding[compile]", "embedding_conformance.adapters.torch.embedding:functional_embedding_compile", ("torch",), ("torch",), "torch"),
     # TensorFlow: eager, tf.function, XLA; TF1-style partitioned lookup; sharded variables
-    _b("tf.nn.embedding_lookup", "embedding_conformance.adapters.tf_adapter:embedding_lookup", TF, TF_DISTS, "tensorflow"),
-    _b("tf.nn.embedding_lookup[function]", "embedding_conformance.adapters.tf_adapter:embedding_lookup_function", TF, TF_DISTS, "tensorflow"),
-    _b("tf.nn.embedding_lookup[xla]", "embedding_conformance.adapters.tf_adapter:embedding_lookup_xla", TF, TF_DISTS, "tensorflow"),
-    _b("tf.compat.v1.nn.embedding_lookup", "embedding_conformance.adapters.tf_adapter:compat_v1_embedding_lookup", TF, TF_DISTS, "tensorflow"),
-    _b("tf.distribute.ShardedVariable", "embedding_conformance.adapters.tf_adapter:sharded_variable", TF, TF_DISTS, "tensorflow"),
-    _b("tf.distribute.ShardedVariable[function]", "embedding_conformance.adapters.tf_adapter:sharded_variable_function", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.embedding_lookup", "embedding_conformance.adapters.tensorflow.embedding_lookup:embedding_lookup", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.embedding_lookup[function]", "embedding_conformance.adapters.tensorflow.embedding_lookup:embedding_lookup_function", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.embedding_lookup[xla]", "embedding_conformance.adapters.tensorflow.embedding_lookup:embedding_lookup_xla", TF, TF_DISTS, "tensorflow"),
+    _b("tf.compat.v1.nn.embedding_lookup", "embedding_conformance.adapters.tensorflow.embedding_lookup:compat_v1_embedding_lookup", TF, TF_DISTS, "tensorflow"),
+    _b("tf.distribute.ShardedVariable", "embedding_conformance.adapters.tensorflow.embedding_lookup:sharded_variable", TF, TF_DISTS, "tensorflow"),
+    _b("tf.distribute.ShardedVariable[function]", "embedding_conformance.adapters.tensorflow.embedding_lookup:sharded_variable_function", TF, TF_DISTS, "tensorflow"),
     # Keras 3, one process per backend; [predict] and [jit] drive a keras.Model
     *(
         _keras(backend, suffix, attr)
         for backend in ("tensorflow", "torch", "jax")
         for suffix, attr in (("", "embedding"), ("[predict]", "model_predict"), ("[jit]", "model_predict_jit"))
     ),
-    _b("tf_keras.layers.Embedding", "embedding_conformance.adapters.tf_keras_adapter:embedding", TFK, TFK_DISTS, "tensorflow"),
-    _b("tf_keras.layers.Embedding[one_hot]", "embedding_conformance.adapters.tf_keras_adapter:embedding_one_hot", TFK, TFK_DISTS, "tensorflow"),
+    _b("tf_keras.layers.Embedding", "embedding_conformance.adapters.keras.tf_keras:embedding", TFK, TFK_DISTS, "tensorflow"),
+    _b("tf_keras.layers.Embedding[one_hot]", "embedding_conformance.adapters.keras.tf_keras:embedding_one_hot", TFK, TFK_DISTS, "tensorflow"),
     # JAX: eager and jitted take, and Flax's layer
-    _b("jax.numpy.take", "embedding_conformance.adapters.jax_adapter:take", ("jax",), JAX_DISTS, "jax"),
-    _b("jax.numpy.take[jit]", "embedding_conformance.adapters.jax_adapter:take_jit", ("jax",), JAX_DISTS, "jax"),
-    _b("flax.nnx.Embed", "embedding_conformance.adapters.flax_adapter:nnx_embed", ("flax", "jax"), ("flax", *JAX_DISTS), "jax"),
+    _b("jax.numpy.take", "embedding_conformance.adapters.jax.take:take", ("jax",), JAX_DISTS, "jax"),
+    _b("jax.numpy.take[jit]", "embedding_conformance.adapters.jax.take:take_jit", ("jax",), JAX_DISTS, "jax"),
+    _b("flax.nnx.Embed", "embedding_conformance.adapters.jax.flax_embed:nnx_embed", ("flax", "jax"), ("flax", *JAX_DISTS), "jax"),
     # sharded lookups on distributed engines, run for real: DTensor over gloo ranks (a pool of
     # rank processes the group's worker starts once), JAX and Keras over four host devices
-    *(_b(f"torch.distributed.tensor.parallel.{style}Parallel[{n}-rank]", f"embedding_conformance.adapters.dtensor_adapter:{style.lower()}_{n}",
+    *(_b(f"torch.distributed.tensor.parallel.{style}Parallel[{n}-rank]", f"embedding_conformance.adapters.torch.dtensor:{style.lower()}_{n}",
          ("torch",), ("torch",), "torch-distributed") for style in ("Rowwise", "Colwise") for n in (2, 3)),
-    *(Builtin(f"{api}[NamedSharding-{axis}]", f"embedding_conformance.adapters.jax_sharded_adapter:{attr}_{axis}", imports, dists,
+    *(Builtin(f"{api}[NamedSharding-{axis}]", f"embedding_conformance.adapters.jax.named_sharding:{attr}_{axis}", imports, dists,
               group="jax-sharded", env=(("XLA_FLAGS", XLA_FOUR_DEVICES),))
       for api, attr, imports, dists in (("jax.numpy.take", "take", ("jax",), JAX_DISTS),
                                         ("flax.nnx.Embed", "nnx", ("flax", "jax"), ("flax", *JAX_DISTS)))
       for axis in ("rows", "cols")),
-    *(Builtin(f"keras.layers.Embedding[jax][ModelParallel-{axis}]", f"embedding_conformance.adapters.keras_sharded_adapter:model_parallel_{axis}",
+    *(Builtin(f"keras.layers.Embedding[jax][ModelParallel-{axis}]", f"embedding_conformance.adapters.keras.model_parallel:model_parallel_{axis}",
               ("keras", "jax"), ("keras", *JAX_DISTS), group="keras-jax-sharded",
               env=(("KERAS_BACKEND", "jax"), ("XLA_FLAGS", XLA_FOUR_DEVICES))) for axis in ("rows", "cols")),
     # pooled lookups (bags, suites/test_bag.py): torch eager and compiled, TensorFlow's sparse
     # lookups, keras-rs on its TensorFlow backend, TorchRec (fbgemm's ops in a process of their own)
-    _b("torch.nn.functional.embedding_bag", "embedding_conformance.adapters.torch_bag_adapter:functional_embedding_bag", ("torch",),
+    _b("torch.nn.functional.embedding_bag", "embedding_conformance.adapters.torch.embedding_bag:functional_embedding_bag", ("torch",),
        ("torch",), "torch"),
-    _b("torch.nn.EmbeddingBag", "embedding_conformance.adapters.torch_bag_adapter:nn_embedding_bag", ("torch",), ("torch",), "torch"),
-    _b("torch.nn.functional.embedding_bag[compile]", "embedding_conformance.adapters.torch_bag_adapter:functional_embedding_bag_compile",
+    _b("torch.nn.EmbeddingBag", "embedding_conformance.adapters.torch.embedding_bag:nn_embedding_bag", ("torch",), ("torch",), "torch"),
+    _b("torch.nn.functional.embedding_bag[compile]", "embedding_conformance.adapters.torch.embedding_bag:functional_embedding_bag_compile",
        ("torch",), ("torch",), "torch"),
-    _b("torch.nn.functional.embedding_bag[2d]", "embedding_conformance.adapters.torch_bag_adapter:functional_embedding_bag_2d", ("torch",),
+    _b("torch.nn.functional.embedding_bag[2d]", "embedding_conformance.adapters.torch.embedding_bag:functional_embedding_bag_2d", ("torch",),
        ("torch",), "torch"),
-    _b("tf.nn.embedding_lookup_sparse", "embedding_conformance.adapters.tf_bag_adapter:embedding_lookup_sparse", TF, TF_DISTS, "tensorflow"),
-    _b("tf.nn.safe_embedding_lookup_sparse", "embedding_conformance.adapters.tf_bag_adapter:safe_embedding_lookup_sparse", TF, TF_DISTS,
+    _b("tf.nn.embedding_lookup_sparse", "embedding_conformance.adapters.tensorflow.sparse:embedding_lookup_sparse", TF, TF_DISTS, "tensorflow"),
+    _b("tf.nn.safe_embedding_lookup_sparse", "embedding_conformance.adapters.tensorflow.sparse:safe_embedding_lookup_sparse", TF, TF_DISTS,
        "tensorflow"),
-    _b("tf.nn.safe_embedding_lookup_sparse[default_id]", "embedding_conformance.adapters.tf_bag_adapter:safe_embedding_lookup_sparse_default_id",
+    _b("tf.nn.safe_embedding_lookup_sparse[default_id]", "embedding_conformance.adapters.tensorflow.sparse:safe_embedding_lookup_sparse_default_id",
        TF, TF_DISTS, "tensorflow"),
-    Builtin("keras_rs.layers.DistributedEmbedding[tensorflow]", "embedding_conformance.adapters.keras_rs_adapter:distributed_embedding",
+    Builtin("keras_rs.layers.DistributedEmbedding[tensorflow]", "embedding_conformance.adapters.keras.keras_rs:distributed_embedding",
             ("keras_rs", "keras", "tensorflow"), ("keras-rs", "keras", "tensorflow"), group="keras-tensorflow",
             env=(("KERAS_BACKEND", "tensorflow"),)),
-    _b("torchrec.EmbeddingBagCollection", "embedding_conformance.adapters.torchrec_adapter:embedding_bag_collection",
+    _b("torchrec.EmbeddingBagCollection", "embedding_conformance.adapters.torchrec.embedding_bag_collection:embedding_bag_collection",
        ("torchrec", "fbgemm_gpu", "torch"), ("torchrec", "fbgemm-gpu-cpu", "torch"), "torchrec"),
     # deployment runtimes: ONNX (exported by torch.onnx or tf2onnx), OpenVINO, MLX, the array API, NumPy's own
-    _b("onnxruntime[torch.onnx]", "embedding_conformance.adapters.onnx_adapter:onnxruntime_torch", ONNX_TORCH + ("onnxruntime",),
+    _b("onnxruntime[torch.onnx]", "embedding_conformance.adapters.onnx.exports:onnxruntime_torch", ONNX_TORCH + ("onnxruntime",),
        ("onnxruntime", "onnx", "onnxscript", "torch"), "onnx"),
-    _b("onnx.reference[torch.onnx]", "embedding_conformance.adapters.onnx_adapter:reference_torch", ONNX_TORCH,
+    _b("onnx.reference[torch.onnx]", "embedding_conformance.adapters.onnx.exports:reference_torch", ONNX_TORCH,
        ("onnx", "onnxscript", "torch"), "onnx"),
-    _b("onnxruntime[tf2onnx]", "embedding_conformance.adapters.onnx_adapter:onnxruntime_tf2onnx", TF2ONNX + ("onnxruntime",),
+    _b("onnxruntime[tf2onnx]", "embedding_conformance.adapters.onnx.exports:onnxruntime_tf2onnx", TF2ONNX + ("onnxruntime",),
        ("onnxruntime", "tf2onnx", "onnx", "tensorflow"), "tf2onnx"),
-    _b("onnx.reference[tf2onnx]", "embedding_conformance.adapters.onnx_adapter:reference_tf2onnx", TF2ONNX,
+    _b("onnx.reference[tf2onnx]", "embedding_conformance.adapters.onnx.exports:reference_tf2onnx", TF2ONNX,
        ("onnx", "tf2onnx", "tensorflow"), "tf2onnx"),
     # the onnx worker: it shares the torch.onnx exports (1.6 s each, ~90 a run); OpenVINO
-    # itself runs in a child process of that worker (adapters/isolation.py)
-    _b("openvino[torch.onnx]", "embedding_conformance.adapters.openvino_adapter:openvino_torch", ("openvino",) + ONNX_TORCH,
+    # itself runs in a child process of that worker (adapters/toolkit/isolation.py)
+    _b("openvino[torch.onnx]", "embedding_conformance.adapters.openvino.cpu_plugin:openvino_torch", ("openvino",) + ONNX_TORCH,
        ("openvino", "onnx", "onnxscript", "torch"), "onnx"),
-    Builtin("mlx.core.take", "embedding_conformance.adapters.mlx_adapter:take", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
-    Builtin("mlx.nn.Embedding", "embedding_conformance.adapters.mlx_adapter:embedding", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
-    _b("array_api_strict.take", "embedding_conformance.adapters.array_api_adapter:take", ("array_api_strict",), ("array-api-strict",),
+    Builtin("mlx.core.take", "embedding_conformance.adapters.mlx.take:take", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
+    Builtin("mlx.nn.Embedding", "embedding_conformance.adapters.mlx.take:embedding", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
+    _b("array_api_strict.take", "embedding_conformance.adapters.array_api.take:take", ("array_api_strict",), ("array-api-strict",),
        "array_api_strict"),
     # NumPy's own indexing; the `numpy` column above is the oracle's self-check
-    Builtin("numpy.take", "embedding_conformance.adapters.numpy_take_adapter:numpy_take", ("numpy",), ("numpy",)),
+    Builtin("numpy.take", "embedding_conformance.adapters.numpy.take:numpy_take", ("numpy",), ("numpy",)),
 )
 
 BY_NAME = {b.name: b for b in BUILTINS}

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import numpy as np
 
 from embedding_conformance.adapters.contract import LookupFailure
-from embedding_conformance.adapters.oracle import AnyNaN, EitherBits
-from embedding_conformance.adapters.training import Bounded
+from embedding_conformance.adapters.spec.oracle import AnyNaN, EitherBits
+from embedding_conformance.adapters.spec.training import Bounded
 
 from .source import short
 

@@ -143,7 +143,7 @@ def generation_costs(profile: str = "ci") -> dict[str, float]:
     from hypothesis import given
 
     from embedding_conformance.adapters.contract import capabilities_of
-    from embedding_conformance.adapters.numpy_adapter import NumpyAdapter
+    from embedding_conformance.adapters.numpy.oracle_column import NumpyAdapter
 
     from .catalogue import load_all
     from .engine import POOL_SIZES, hypothesis_settings

@@ -251,7 +251,7 @@ class WorkerHost:
             return {"status": "error", "reason": f"the {self.group} worker process died (exit code {code}) before its "
                                                  f"first example, twice; the next check starts a new one"}
         name = {"-6": "SIGABRT", "-11": "SIGSEGV", "-9": "SIGKILL", "-4": "SIGILL",
-                # adapters/dtensor_adapter.py: the worker exits so when a rank of its process group fails
+                # adapters/torch/dtensor.py: the worker exits so when a rank of its process group fails
                 "86": "a rank of its gloo process group died", "87": "a rank of its gloo process group hung"}.get(
             str(code), "")
         what = f"the {self.group} worker process died (exit code {code}{', ' + name if name else ''}) on this input"

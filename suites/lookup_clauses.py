@@ -2,7 +2,7 @@
 an adapter departs from the contract."""
 from __future__ import annotations
 
-from embedding_conformance.adapters import oracle
+from embedding_conformance.adapters.spec import oracle
 
 SUSPECTS = (
     ("wrap_negative",), ("clip",), ("fill_zero",), ("fill_nan",),

@@ -19,7 +19,8 @@ from typing import Any
 import hypothesis
 import pytest
 
-from embedding_conformance.adapters import oracle, registry
+from embedding_conformance.adapters import registry
+from embedding_conformance.adapters.spec import oracle
 from embedding_conformance.adapters.contract import capabilities_of, methods_of
 
 from . import divergences as divs
@@ -217,7 +218,9 @@ def pytest_configure(config):
 
 
 def _all_models() -> list[str]:
-    from embedding_conformance.adapters import bags, partition, training
+    from embedding_conformance.adapters.spec import bags
+    from embedding_conformance.adapters.spec import partition
+    from embedding_conformance.adapters.spec import training
 
     return list(oracle.MODELS) + list(partition.MODELS) + list(training.MODELS) + list(bags.MODELS)
 

@@ -2,7 +2,7 @@
 and the models suspected when an adapter departs from the contract."""
 from __future__ import annotations
 
-from embedding_conformance.adapters import partition
+from embedding_conformance.adapters.spec import partition
 
 SUSPECTS = (
     ("route_by_total",), ("wrap_negative",), ("clip",), ("route_by_total", "wrap_negative"),

@@ -1,10 +1,10 @@
 """Clause family `bag`: pooled lookups (embedding bags and combiners).
 
-The contract is adapters/bags.py's: CSR offsets, every bag in its place (empty ones
+The contract is adapters/spec/bags.py's: CSR offsets, every bag in its place (empty ones
 give a zero row), sum / mean / sqrtn / max, weights, ids checked as in a plain lookup.
 Each clause's oracle is the contract's pooled lookup (``bags.lookup_bags``) under the
 check's model; each tolerance, stated with its clause, comes from the bag's size and
-the table's dtype (adapters/bags.py derives them). Rows of one id, and max, are
+the table's dtype (adapters/spec/bags.py derives them). Rows of one id, and max, are
 compared bit for bit. The value clauses use tables of shape (V, D); bag.row_shapes
 holds the other row ranks."""
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from embedding_conformance.adapters import bags, oracle
+from embedding_conformance.adapters.spec import bags
+from embedding_conformance.adapters.spec import oracle
 from embedding_conformance.suites.bag_strategies import (BagSig, bag_cases, bag_signatures, covering_combiners, distinct_columns, draw_bag_case,
                                    draw_weights, each_bag_weighted, with_upstream, zero_sum_bag)
 from embedding_conformance.suites.catalogue import clause

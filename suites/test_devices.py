@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from embedding_conformance.adapters import oracle
+from embedding_conformance.adapters.spec import oracle
 from embedding_conformance.suites.catalogue import clause
 from embedding_conformance.suites.lookup_clauses import SUSPECTS
 from embedding_conformance.suites.strategies import choice, draw_lookup, signatures

@@ -1,6 +1,6 @@
 """Clause family `partition`: sharded tables under 'mod' and 'div'.
 
-The oracle (adapters.partition) routes each id to its shard and local row and
+The oracle (adapters.spec.partition) routes each id to its shard and local row and
 validates the shard list; a canonical sharded lookup equals the plain lookup on
 the logical table. Each strategy below builds shard lists from a logical table
 with the oracle's own partitioner (canonical) or breaks one on purpose."""
@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 from hypothesis import strategies as st
 
-from embedding_conformance.adapters import partition
+from embedding_conformance.adapters.spec import partition
 from embedding_conformance.suites.catalogue import clause
 from embedding_conformance.suites.sharded_clauses import SHARDED
 from embedding_conformance.suites.strategies import (choice, draw_ids, draw_table, draw_valid_ids, ints, np_dtype, signatures,

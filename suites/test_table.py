@@ -2,7 +2,7 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from embedding_conformance.adapters import oracle
+from embedding_conformance.adapters.spec import oracle
 from embedding_conformance.suites.catalogue import clause
 from embedding_conformance.suites.lookup_clauses import LOOKUP
 from embedding_conformance.suites.signatures import covering_half, project

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from embedding_conformance.adapters import oracle, training
+from embedding_conformance.adapters.spec import oracle
+from embedding_conformance.adapters.spec import training
 from embedding_conformance.adapters.contract import InvalidIds
 from embedding_conformance.suites import assertions
 from embedding_conformance.suites.catalogue import clause

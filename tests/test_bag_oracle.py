@@ -1,4 +1,4 @@
-"""Golden cases for the bag oracle (adapters/bags.py): the contract and each behaviour
+"""Golden cases for the bag oracle (adapters/spec/bags.py): the contract and each behaviour
 model on small inputs, every expected value written out literally, computed by hand
 next to its case."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedding_conformance.adapters import bags
+from embedding_conformance.adapters.spec import bags
 from embedding_conformance.adapters.contract import InvalidIds, InvalidOffsets, LookupFailure, OutOfRange
 
 F = np.float32

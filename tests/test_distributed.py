@@ -73,10 +73,10 @@ def test_ctrl_c_leaves_no_process_behind(tmp_path, whom):
     tag = f"conformance-test-{uuid.uuid4().hex}"
     proc = _suite(tag, tmp_path)
     deadline = time.monotonic() + 300
-    while not any("embedding_conformance.adapters.dtensor_rank" in cmd for _, cmd in _tagged(tag)) and time.monotonic() < deadline:
+    while not any("embedding_conformance.adapters.torch.dtensor_rank" in cmd for _, cmd in _tagged(tag)) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
         time.sleep(0.2)
-    assert any("embedding_conformance.adapters.dtensor_rank" in cmd for _, cmd in _tagged(tag)), "the ranks never started"
+    assert any("embedding_conformance.adapters.torch.dtensor_rank" in cmd for _, cmd in _tagged(tag)), "the ranks never started"
     time.sleep(3)  # the ranks are forked and answering
     if whom == "process group":
         os.killpg(proc.pid, signal.SIGINT)
@@ -91,7 +91,7 @@ def test_ctrl_c_leaves_no_process_behind(tmp_path, whom):
 
 
 def test_the_pool_starts_once_and_closes_without_a_trace():
-    from embedding_conformance.adapters import dtensor_adapter as d
+    from embedding_conformance.adapters.torch import dtensor as d
 
     pool = d.RankPool()
     try:
@@ -131,10 +131,10 @@ def test_a_failing_rank_costs_only_its_check(spec, exit_code, what):
         host.close()
 
 
-# --- the oracle's device-dependent steps (adapters/oracle.py) --------------------------------
+# --- the oracle's device-dependent steps (adapters/spec/oracle.py) --------------------------------
 
 def test_the_device_count_steps_follow_the_count():
-    from embedding_conformance.adapters import oracle
+    from embedding_conformance.adapters.spec import oracle
     from embedding_conformance.adapters.contract import InvalidTable
 
     table = np.array([[-0.0, 1.0], [np.float32(1e-45), 2.0], [3.0, 4.0]], dtype=np.float32)

@@ -1,4 +1,4 @@
-"""adapters/inductor.py: the vector ISA taken from the CPU's flags is the one
+"""adapters/torch/inductor.py: the vector ISA taken from the CPU's flags is the one
 inductor's own probing picks, and a failing trusted compile falls back to that
 probing. Each case runs in a child process (inductor's choices are per process)."""
 from __future__ import annotations
@@ -34,7 +34,7 @@ def test_the_trusted_isa_is_the_one_inductor_probes_for(tmp_path):
     out = _child("""
         import json
         from torch._inductor import config, cpu_vec_isa
-        from embedding_conformance.adapters import inductor
+        from embedding_conformance.adapters.torch import inductor
         reason, note = inductor.ready()
         trusted = str(cpu_vec_isa.pick_vec_isa())
         config.cpp.vec_isa_ok = None
@@ -51,7 +51,7 @@ def test_a_failed_trusted_compile_falls_back_to_inductors_probing(tmp_path):
     out = _child("""
         import json
         from torch._inductor import config
-        from embedding_conformance.adapters import inductor
+        from embedding_conformance.adapters.torch import inductor
         real = inductor._probe
         seen = []
         def probe(torch):
@@ -73,7 +73,7 @@ def test_a_users_own_choice_is_kept(tmp_path):
         import json, os
         os.environ["TORCHINDUCTOR_VEC_ISA_OK"] = "0"
         from torch._inductor import config
-        from embedding_conformance.adapters import inductor
+        from embedding_conformance.adapters.torch import inductor
         reason, note = inductor.ready()
         print(json.dumps({"reason": reason, "note": note, "after": config.cpp.vec_isa_ok}))
     """, tmp_path)

@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from embedding_conformance.adapters import oracle
+from embedding_conformance.adapters.spec import oracle
 from embedding_conformance.adapters.contract import LookupFailure, OutOfRange
 
 pytestmark = pytest.mark.skipif(
@@ -29,13 +29,13 @@ def _bits(a: np.ndarray) -> list[int]:
 
 @pytest.fixture(scope="module")
 def columns():
-    from embedding_conformance.adapters import onnx_adapter
+    from embedding_conformance.adapters.onnx import exports as onnx_adapter
 
     return {"onnxruntime": onnx_adapter.onnxruntime_torch(), "onnx.reference": onnx_adapter.reference_torch()}
 
 
 def test_a_cached_bag_export_is_the_model_a_fresh_export_gives():
-    from embedding_conformance.adapters import onnx_adapter
+    from embedding_conformance.adapters.onnx import exports as onnx_adapter
 
     exports = onnx_adapter.Exports("torch.onnx")
     rng = np.random.default_rng(0)
@@ -100,7 +100,7 @@ def test_onnxruntime_refuses_bfloat16_bags_as_its_declared_model_says(columns):
     with pytest.raises(LookupFailure) as got:
         columns["onnxruntime"].lookup_bags(table, values, offsets, None, "max")
     assert type(got.value) is LookupFailure  # no kind: the session is refused before an id is read
-    from embedding_conformance.adapters import bags
+    from embedding_conformance.adapters.spec import bags
 
     with pytest.raises(LookupFailure) as model:
         bags.lookup_bags(table, values, offsets, None, "max", ["onnxruntime_refuses_bfloat16"])
@@ -114,10 +114,10 @@ def test_onnxruntime_refuses_bfloat16_bags_as_its_declared_model_says(columns):
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs openvino")
 def test_openvino_cannot_read_the_exported_bag():
     # in a process of its own: the adapter forks its OpenVINO child, which must happen
-    # before torch starts its threads (adapters/isolation.py), as in a suite worker
+    # before torch starts its threads (adapters/toolkit/isolation.py), as in a suite worker
     code = textwrap.dedent("""
         import numpy as np
-        from embedding_conformance.adapters import openvino_adapter
+        from embedding_conformance.adapters.openvino import cpu_plugin as openvino_adapter
         from embedding_conformance.adapters.contract import LookupFailure
         adapter = openvino_adapter.openvino_torch()
         table = np.arange(8, dtype=np.float32).reshape(4, 2)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedding_conformance.adapters import oracle, partition
+from embedding_conformance.adapters.spec import oracle
+from embedding_conformance.adapters.spec import partition
 from embedding_conformance.adapters.contract import InvalidIds, InvalidShards, OutOfRange
 from embedding_conformance.suites.seed_cases import E1, E2, E3, E5
 

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from embedding_conformance.adapters import registry
-from embedding_conformance.adapters.isolation import Isolated, ProcessKilled
+from embedding_conformance.adapters.toolkit.isolation import Isolated, ProcessKilled
 from tests.runner import ROOT
 
-RUNTIME_MODULES = ("embedding_conformance.adapters.onnx_adapter", "embedding_conformance.adapters.openvino_adapter", "embedding_conformance.adapters.mlx_adapter",
-                   "embedding_conformance.adapters.array_api_adapter", "embedding_conformance.adapters.numpy_take_adapter", "embedding_conformance.adapters.isolation")
+RUNTIME_MODULES = ("embedding_conformance.adapters.onnx.exports", "embedding_conformance.adapters.openvino.cpu_plugin", "embedding_conformance.adapters.mlx.take",
+                   "embedding_conformance.adapters.array_api.take", "embedding_conformance.adapters.numpy.take", "embedding_conformance.adapters.toolkit.isolation")
 FRAMEWORKS = ("torch", "tensorflow", "onnx", "onnxruntime", "onnxscript", "openvino", "mlx", "array_api_strict",
               "tf2onnx", "keras", "jax")
 RUNTIME_BUILTINS = [b for b in registry.BUILTINS if b.factory.partition(":")[0] in RUNTIME_MODULES]
@@ -109,7 +109,7 @@ def _have(*modules: str) -> bool:
 def test_apply_weights_gives_the_model_a_fresh_export_gives():
     import ml_dtypes
 
-    from embedding_conformance.adapters import onnx_adapter
+    from embedding_conformance.adapters.onnx import exports as onnx_adapter
 
     exports = onnx_adapter.Exports("torch.onnx")
     rng = np.random.default_rng(0)
@@ -127,7 +127,7 @@ def test_apply_weights_gives_the_model_a_fresh_export_gives():
 # Each expected bit pattern is what the framework returned on this input (observed with
 # openvino 2026.4.1, numpy 1.26.4 / 2.0.2 / 2.4.6, array-api-strict 2.6.1).
 
-from embedding_conformance.adapters import oracle  # noqa: E402
+from embedding_conformance.adapters.spec import oracle  # noqa: E402
 from embedding_conformance.adapters.contract import InvalidIds, LookupFailure  # noqa: E402
 
 

@@ -176,7 +176,7 @@ def test_a_framework_that_is_not_installed_is_unavailable(tmp_path):
 
 
 def test_builtin_with_missing_framework_names_what_to_install():
-    b = registry.Builtin("x.y", "embedding_conformance.adapters.numpy_adapter:NumpyAdapter", ("not_an_installed_framework_xyz",),
+    b = registry.Builtin("x.y", "embedding_conformance.adapters.numpy.oracle_column:NumpyAdapter", ("not_an_installed_framework_xyz",),
                          ("not-an-installed-framework-xyz",), "x")
     assert "pip install not-an-installed-framework-xyz" in b.missing()
 

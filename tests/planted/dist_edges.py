@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedding_conformance.adapters.dtensor_adapter import DTensorEmbedding
+from embedding_conformance.adapters.torch.dtensor import DTensorEmbedding
 
 
 class _Failing(DTensorEmbedding):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 
-from embedding_conformance.adapters import oracle
+from embedding_conformance.adapters.spec import oracle
 
 from .faults import WrapsNegativeIds
 

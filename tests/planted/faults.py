@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedding_conformance.adapters import oracle, partition, training
+from embedding_conformance.adapters.spec import oracle
+from embedding_conformance.adapters.spec import partition
+from embedding_conformance.adapters.spec import training
 from embedding_conformance.adapters.contract import Capabilities, InvalidIds, InvalidShards, OutOfRange
 
 

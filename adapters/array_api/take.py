@@ -1,0 +1,94 @@
+"""``array_api_strict.take``: the array API standard's reference implementation.
+
+``xp.take(xp.asarray(table), xp.asarray(ids), axis=0)`` as the standard writes
+it. What the standard says (data-apis.org/array-api, ``take``): ``indices`` "must be
+one-dimensional and have an integer data type", a negative index counts from the
+last element, and out-of-bounds behaviour is unspecified. array_api_strict takes
+only the standard's data types, so float16 and bfloat16 tables cannot be built
+(``TypeError: The array_api_strict namespace does not support the dtype``): its
+capabilities say so. Its departures (1-D ids only, negative ids wrap) are declared
+in suites/divergences/runtimes.toml.
+
+array_api_strict is imported lazily.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from embedding_conformance.adapters.contract import Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, Translate, methods_of
+
+_SOURCE = [
+    "x = xp.asarray(table)",
+    "indices = xp.asarray(ids)",
+    "out = xp.take(x, indices, axis=0)",
+]
+_CODE = compile("\n".join(_SOURCE), "<array_api_strict call>", "exec")
+
+# (exception type name, substring) -> failure class, by what went wrong
+_MESSAGES: tuple[tuple[str, str, type[LookupFailure]], ...] = (
+    ("IndexError", "out of bounds", OutOfRange),
+    ("IndexError", "non-empty take from an empty", OutOfRange),
+    # the standard's take takes one-dimensional integer indices only
+    ("ValueError", "Only 1-dim indices array is supported", InvalidIds),
+    ("TypeError", "Only integer dtypes are allowed in indexing", InvalidIds),
+)
+
+CAPABILITIES = Capabilities(
+    table_dtypes=("float32", "float64"),
+    distributions=("array-api-strict",),
+    notes=(
+        "the array API standard has no float16 or bfloat16: array_api_strict.asarray refuses them "
+        "(TypeError: The array_api_strict namespace does not support the dtype)",
+        "take(x, indices, axis=0): the standard asks for one-dimensional integer indices, wraps "
+        "negative ones and leaves out-of-bounds behaviour unspecified",
+    ),
+)
+
+
+def classify(exc: BaseException, ids_dtype: np.dtype | None = None) -> LookupFailure | None:
+    """The contract failure an array_api_strict exception stands for; ``ids_dtype``
+    tells a dtype refused for the ids from one refused for the table."""
+    msg = str(exc)
+    for type_name, needle, cls in _MESSAGES:
+        if type(exc).__name__ == type_name and needle in msg:
+            return cls(msg)
+    # xp.asarray of a dtype outside the standard (float16 ids, ...): refused ids
+    if isinstance(exc, TypeError) and "namespace does not support the dtype" in msg and (
+            ids_dtype is None or f"'{np.dtype(ids_dtype).name}'" in msg):
+        return InvalidIds(msg)
+    return None
+
+
+class ArrayApiStrictTake:
+    name = "array_api_strict.take"
+    framework = "array-api-strict"
+    capabilities = CAPABILITIES
+
+    def __init__(self):
+        import array_api_strict
+
+        self.xp = array_api_strict
+
+    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        ns = {"xp": self.xp, "table": table, "ids": ids}
+        with Translate(lambda exc: classify(exc, ids.dtype), catch=(IndexError, ValueError, TypeError)):
+            exec(_CODE, ns)
+        # array_api_strict wraps a NumPy array; np.asarray hands it over unchanged
+        return np.asarray(ns["out"])
+
+    def snippet(self, op: str, args: dict[str, str]) -> str:
+        if op != "lookup":
+            raise ValueError(f"{self.name} has no operation {op!r}")
+        lines = ["import numpy as np", "import ml_dtypes", "import array_api_strict as xp"]
+        lines += [f"{k} = {v}" for k, v in args.items()]
+        lines += _SOURCE + ["out = np.asarray(out)", "result = out", "print(out.dtype, out.shape)",
+                            "print(repr(out))"]
+        return "\n".join(lines) + "\n"
+
+
+def describe(name: str) -> Description:
+    return Description(methods_of(ArrayApiStrictTake), CAPABILITIES)
+
+
+def take() -> ArrayApiStrictTake:
+    return ArrayApiStrictTake()
