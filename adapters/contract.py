@@ -214,6 +214,50 @@ def describer(classes: dict[str, type]) -> Callable[[str], Description]:
     return describe
 
 
+@dataclass(frozen=True)
+class Call:
+    """What an adapter module's ``classify`` may read of the call that raised: the ids it
+    was handed (their dtype names an InvalidIds) and whether it was a sharded lookup."""
+
+    ids: Any = None
+    sharded: bool = False
+
+    @property
+    def ids_dtype(self) -> np.dtype | None:
+        return self.ids.dtype if isinstance(self.ids, np.ndarray) else None
+
+
+# The adapter module protocol. A built-in adapter's module (registry.BUILTINS names it)
+# exports, besides the zero-argument factories the registry names:
+#   describe(name: str) -> Description        what the adapter offers, without importing its framework
+#   classify(exc: BaseException, call: Call)  the contract failure (a LookupFailure) an exception
+#       -> LookupFailure | None               of that framework stands for, or None; a snippet's
+#                                             replay (reports/snippet_child.py) classifies with it
+MODULE_PROTOCOL = {"describe": ("name",), "classify": ("exc", "call")}
+
+
+def check_module(module: Any, factories: tuple[str, ...] = ()) -> None:
+    """Raise TypeError naming every way ``module`` departs from the adapter module protocol
+    (MODULE_PROTOCOL, each function with exactly those parameters) or lacks a factory."""
+    import inspect
+
+    problems = []
+    for fn_name, params in MODULE_PROTOCOL.items():
+        fn = getattr(module, fn_name, None)
+        if not callable(fn):
+            problems.append(f"it has no {fn_name}{params}")
+            continue
+        have = tuple(inspect.signature(fn).parameters)
+        if have != params:
+            problems.append(f"its {fn_name} takes ({', '.join(have)}), the protocol ({', '.join(params)})")
+    for attr in factories:
+        if not callable(getattr(module, attr, None)):
+            problems.append(f"it has no factory {attr}")
+    if problems:
+        raise TypeError(f"adapter module {module.__name__}: " + "; ".join(problems)
+                        + " (adapters/contract.py, MODULE_PROTOCOL)")
+
+
 def environment_of(adapter: Any) -> dict[str, int | str]:
     """The adapter's runtime facts (``environment()``), or {} if it reports none."""
     report = getattr(adapter, "environment", None)

@@ -26,11 +26,14 @@ class Builtin:
     def framework(self) -> str:
         return self.distributions[0]
 
+    @property
+    def module(self) -> str:
+        return self.factory.partition(":")[0]
+
     def describe(self):
         """What the adapter offers (``adapters.contract.Description``), read from its
         module's ``describe(name)`` without importing its framework."""
-        module = importlib.import_module(self.factory.partition(":")[0])
-        return module.describe(self.name)
+        return adapter_module(self.module).describe(self.name)
 
     def missing(self) -> str | None:
         """Why this adapter cannot run here (no framework import happens), or None."""
@@ -141,6 +144,10 @@ BUILTINS: tuple[Builtin, ...] = (
     # itself runs in a child process of that worker (adapters/toolkit/isolation.py)
     _b("openvino[torch.onnx]", "embedding_conformance.adapters.openvino.cpu_plugin:openvino_torch", ("openvino",) + ONNX_TORCH,
        ("openvino", "onnx", "onnxscript", "torch"), "onnx"),
+    # the same with the CPU plugin's documented f32 inference precision hint (its default is bfloat16
+    # on a CPU with native bfloat16)
+    _b("openvino[torch.onnx][f32]", "embedding_conformance.adapters.openvino.cpu_plugin:openvino_torch_f32",
+       ("openvino",) + ONNX_TORCH, ("openvino", "onnx", "onnxscript", "torch"), "onnx"),
     Builtin("mlx.core.take", "embedding_conformance.adapters.mlx.take:take", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
     Builtin("mlx.nn.Embedding", "embedding_conformance.adapters.mlx.take:embedding", ("mlx",), MLX_DISTS, "mlx", pip=MLX_PIP),
     _b("array_api_strict.take", "embedding_conformance.adapters.array_api.take:take", ("array_api_strict",), ("array-api-strict",),
@@ -198,14 +205,39 @@ def versions(distributions: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+_CHECKED: dict[str, object] = {}
+
+
+def adapter_module(name: str):
+    """A built-in adapter module, imported (its framework is not) and held to the module
+    protocol (adapters/contract.py, MODULE_PROTOCOL) with every factory BUILTINS names in
+    it, once per process: a module that departs from it fails loudly here."""
+    if name not in _CHECKED:
+        from .contract import check_module
+
+        module = importlib.import_module(name)
+        check_module(module, tuple(b.factory.partition(":")[2] for b in BUILTINS if b.module == name))
+        _CHECKED[name] = module
+    return _CHECKED[name]
+
+
 def load_object(spec: str):
     """Import ``module:attr``; call it if it is a class or a zero-argument factory."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"adapter spec {spec!r} is not of the form MODULE:ATTR")
-    obj = importlib.import_module(module_name)
+    obj = adapter_module(module_name) if module_name in {b.module for b in BUILTINS} else importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
     if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "lookup")):
         obj = obj()
     return obj
+
+
+# A framework's own behaviour model steps live in its folder and register themselves with
+# the specification's (adapters/spec/steps.py): every process that reads a model imports
+# this registry, and so them.
+STEP_MODULES = tuple(f"embedding_conformance.adapters.{folder}.steps"
+                     for folder in ("onnx", "openvino", "tensorflow", "torch", "torchrec"))
+for _module in STEP_MODULES:
+    importlib.import_module(_module)

@@ -1,6 +1,6 @@
 """``python -m reports render DIR [--out DIR]``, ``python -m reports merge DIR... --out DIR``,
-``python -m reports findings [DIR...] --out DIR [--summary FILE]`` (upstream-ready bug
-reports, each repro replayed first) and ``python -m reports compare ADAPTER_A ADAPTER_B
+``python -m reports findings [DIR...] --out DIR [--summary FILE] [--no-replay]`` (one
+upstream-ready bug report per behaviour, each repro replayed first, progress on stderr) and ``python -m reports compare ADAPTER_A ADAPTER_B
 [DIR]`` (the porting view: every clause where the two behave differently, with an input).
 
 Bad input (missing, empty, truncated or corrupt results) prints one line,
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .badges import write_badges
 from .merge import _atomic_write, merge_runs, write_run
 from .render import render
 from .results import ResultsError, read_run
@@ -30,6 +31,7 @@ def merge_dirs(dirs: Sequence[Path | str], out_dir: Path | str) -> Path:
     # render to memory first: a page that fails to render must not leave half an output
     page = render(merged, out_dir, write=False)
     write_run(merged, out_dir)
+    write_badges(merged.records, out_dir)  # shields.io endpoint JSON per framework, for a published page
     out = Path(out_dir) / "index.html"
     _atomic_write(out, page)
     return out
@@ -45,14 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     p_merge = sub.add_parser("merge", help="join the results of many runs into one page with a version axis")
     p_merge.add_argument("dirs", metavar="DIR", type=Path, nargs="+", help="report directories to join")
     p_merge.add_argument("--out", metavar="DIR", type=Path, required=True,
-                         help="where the merged results.jsonl, run.json and index.html go")
-    p_find = sub.add_parser("findings", help="one upstream-ready Markdown bug report per departure")
+                         help="where the merged results.jsonl, run.json, index.html and badges/<framework>.json "
+                              "(shields.io endpoint JSON) go")
+    p_find = sub.add_parser("findings", help="one upstream-ready Markdown bug report per behaviour (declaration)")
     p_find.add_argument("dirs", metavar="DIR", type=Path, nargs="*", default=[Path("reports/latest")],
                         help="report directories (default: reports/latest)")
     p_find.add_argument("--out", metavar="DIR", type=Path, required=True, help="where the reports go")
     p_find.add_argument("--summary", metavar="FILE", type=Path, default=None,
                         help="also write the departures no tracker records, with their repros (FINDINGS.md)")
     p_find.add_argument("--no-replay", action="store_true", help="write without replaying the repros first")
+    p_find.add_argument("--quiet", action="store_true", help="print no progress (to stderr) while working")
     p_cmp = sub.add_parser("compare", help="where two adapters behave differently, each clause with an input")
     p_cmp.add_argument("a", metavar="ADAPTER_A")
     p_cmp.add_argument("b", metavar="ADAPTER_B")
@@ -66,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "merge":
             path = merge_dirs(args.dirs, args.out)
         elif args.command == "findings":
-            from .findings import write_findings
+            from .findings import stderr_progress, write_findings
 
-            found = write_findings(args.dirs, args.out, args.summary, replay_them=not args.no_replay)
+            found = write_findings(args.dirs, args.out, args.summary, replay_them=not args.no_replay,
+                                   progress=None if args.quiet else stderr_progress)
             written = sum(1 for f in found if f.path is not None)
-            print(f"{written} reports of {len(found)} departures in {args.out}"
+            worth = sum(1 for f in found if f.path is not None and f.worth_filing)
+            print(f"{written} reports of {len(found)} behaviours in {args.out} ({worth} worth filing)"
                   + (f"; {args.summary}" if args.summary else ""))
             return 0
         else:

@@ -80,8 +80,9 @@ def write_run(conf, *, complete: bool, terminal=None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     order = {name: i for i, name in enumerate(conf.entries)}
     records = sorted(conf.records, key=lambda r: (CLAUSES[r["clause"]].order, order.get(r["adapter"], 1 << 30)))
-    meta = run_metadata(conf, records, complete)
+    # the results first: whatever fails after them (the metadata, the page) must not lose them
     _atomic_write(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records))
+    meta = run_metadata(conf, records, complete)
     _atomic_write(out / "run.json", json.dumps(meta, indent=1, sort_keys=True))
     page, problem = None, None
     try:
@@ -137,6 +138,7 @@ class Recorder:
     def pytest_runtest_logreport(self, report):
         for key, value in getattr(report, "user_properties", ()):
             if key == "conformance" and report.when == "call":
+                value = json.loads(value) if isinstance(value, str) else value  # JSON text on the wire
                 self.conf.records.append(value)
                 _junit_names(self.config, report, value)
 

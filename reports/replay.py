@@ -26,12 +26,16 @@ def observed_parts(obs: dict) -> list[dict]:
 
 def judge(rec: dict, got: dict) -> str | None:
     """Why the snippet's run does not reproduce ``rec`` (None: it does): the same failure
-    kinds, arrays of the same dtype, shape and bytes, or the same dead process."""
+    kinds, arrays of the same dtype, shape and bytes, or the same dead process. An
+    acknowledged violation is held to its bytes too, unless its declaration says it reads
+    undefined memory (then dtype and shape); an intermittent one (no input forces it) is
+    accepted whatever the replay gave: ``reproduced`` says whether it did."""
     where = f"{rec['adapter']} {rec['clause']}"
     obs = rec["observed"]
+    ack = rec.get("acknowledged") or {}
     if "crash" in obs:  # the adapter killed its process: so must the snippet
-        if "died" in got or (rec.get("acknowledged") or {}).get("intermittent"):
-            return None  # (an intermittent violation is declared as one that no input forces)
+        if "died" in got or ack.get("intermittent"):
+            return None
         return f"{where}: the process died in the suite, the snippet's did not ({str(got)[:200]})"
     if "died" in got:
         return f"{where}: the snippet's process died ({got['died']})"
@@ -45,12 +49,19 @@ def judge(rec: dict, got: dict) -> str | None:
             if h.get("failure") != w["failure"]:
                 return f"{where} result {k}: observed failure {w['failure']}, the snippet gave {str(h)[:300]}"
         elif (h.get("dtype"), h.get("shape")) != (w["dtype"], w["shape"]) or (
-                w.get("hex") and h.get("hex") != w["hex"] and not rec.get("acknowledged")):
-            # (an acknowledged violation may return what no input determines, e.g. memory past
-            # the table, MLX's unchecked gather: its kind, dtype and shape must reproduce)
+                w.get("hex") and h.get("hex") != w["hex"] and not ack.get("undefined_memory")):
             return (f"{where} result {k}: observed {w['dtype']}{w['shape']} {str(w.get('hex'))[:80]}, the snippet "
                     f"gave {h.get('dtype')}{h.get('shape')} {str(h.get('hex') or h)[:80]}")
     return None
+
+
+def reproduced(rec: dict, got: dict) -> bool:
+    """Whether the replay gave what the suite saw (for an intermittent crash: whether it died)."""
+    if "crash" in rec["observed"]:
+        return "died" in got
+    ack = dict(rec.get("acknowledged") or {})
+    ack.pop("intermittent", None)
+    return judge({**rec, "acknowledged": ack}, got) is None
 
 
 def _module(adapter: str) -> str | None:

@@ -24,43 +24,18 @@ from typing import Any, Iterable
 RESULTS = "results.jsonl"
 RUN = "run.json"
 
-from embedding_conformance.suites.statuses import FAILING, SKIPPING
+from embedding_conformance.suites.statuses import ALL, FAILING, SKIPPING
 from embedding_conformance.suites.statuses import PASSING as _PASSING
-from embedding_conformance.suites.statuses import STATUSES as _DEFINED
 
 # Display order: the passing statuses, then the skipped, then the failing (suites/statuses.py
-# defines them; a page counts a skip as passing)
-STATUSES = tuple(s for s in _DEFINED if s in _PASSING) + tuple(s for s in _DEFINED if s in SKIPPING) + \
-    tuple(s for s in _DEFINED if s in FAILING)
+# defines them, with their symbols, labels and meanings; a page counts a skip as passing)
+_ORDERED = [s for s in ALL if s.name in _PASSING] + [s for s in ALL if s.name in SKIPPING] + \
+    [s for s in ALL if s.name in FAILING]
+STATUSES = tuple(s.name for s in _ORDERED)
 PASSING = _PASSING | SKIPPING
-SYMBOLS = {
-    "conforms": "\u2713",  # ✓
-    "diverges": "\u2248",  # ≈
-    "violates": "\u2717",  # ✗
-    "stale": "\u21bb",  # ↻
-    "not_applicable": "\u2013",  # –
-    "unavailable": "\u2205",  # ∅
-    "error": "!",
-}
-LABELS = {
-    "conforms": "conforms",
-    "diverges": "diverges",
-    "violates": "violates",
-    "stale": "stale",
-    "not_applicable": "not applicable",
-    "unavailable": "unavailable",
-    "error": "error",
-}
-MEANINGS = {
-    "conforms": "meets the contract: no counterexample found",
-    "diverges": "departs from the contract exactly as its declared divergence says",
-    "violates": "departs from the contract, and from any declared behaviour model (acknowledged: a known "
-                "departure no exact model expresses, written up with its reference)",
-    "stale": "a declared divergence no longer matches what the framework does",
-    "not_applicable": "the adapter lacks the capability this clause needs",
-    "unavailable": "the framework is not installed in this run",
-    "error": "the suite itself broke while checking",
-}
+SYMBOLS = {s.name: s.symbol for s in ALL}
+LABELS = {s.name: s.label for s in ALL}
+MEANINGS = {s.name: s.meaning for s in ALL}
 
 RUN_REQUIRED = ("python", "platform", "device", "revision", "profile", "seed", "date", "versions", "clauses",
                 "adapters", "complete")

@@ -3,8 +3,8 @@
     python snippet_child.py PROJECT_ROOT JOBS.json   (reports/replay.py starts it)
 
 JOBS.json is a list of {"path", "module", "sharded"}: a snippet file, the adapter
-module whose ``classify`` names the contract failure an exception stands for, and
-whether the call was a sharded lookup. Each snippet runs in a namespace of its own
+module whose ``classify(exc, call)`` names the contract failure an exception stands for
+(adapters/contract.py, MODULE_PROTOCOL), and whether the call was a sharded lookup. Each snippet runs in a namespace of its own
 (snippets of one framework group share the process, and so its import); what it
 binds to ``result`` (arrays, or a tuple of arrays and exceptions) or what it raises is
 printed as one JSON line per job: ``{"parts": [{"dtype", "shape", "hex"} |
@@ -19,29 +19,13 @@ import sys
 import traceback
 
 
-def _context(classify, ids, sharded) -> dict:
-    """What a module's classify() takes of the call's context: the ids (or their dtype)
-    and whether it was a sharded lookup."""
-    import inspect
-
-    import numpy as np
-
-    params = inspect.signature(classify).parameters
-    kw = {}
-    if "ids" in params:
-        kw["ids"] = ids
-    elif "ids_dtype" in params and isinstance(ids, np.ndarray):
-        kw["ids_dtype"] = ids.dtype
-    if "sharded" in params:
-        kw["sharded"] = sharded
-    return kw
-
-
 def _part(value, classify, ids, sharded):
     import numpy as np
 
     if isinstance(value, BaseException):
-        failure = classify(value, **_context(classify, ids, sharded))
+        from embedding_conformance.adapters.contract import Call  # the project is on sys.path by now
+
+        failure = classify(value, Call(ids, sharded))
         return {"failure": failure.kind} if failure is not None else {"unclassified": f"{type(value).__name__}: {value}"[:300]}
     arr = np.asarray(value)
     return {"dtype": arr.dtype.name, "shape": list(arr.shape), "hex": arr.tobytes().hex() if arr.nbytes <= 65536 else None}

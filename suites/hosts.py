@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import re
 import sys
 import tempfile
 import threading
@@ -41,9 +42,10 @@ class Job:
     clause: str
     profile: str
     seed: int | None  # this check's seed (None: derandomized)
-    divergence: Any | None
+    plan: Any | None  # the declarations that may speak of the check (suites.declarations.Plan)
     run_seed: int = 0  # the run's seed, which draws the signature pool every check of the run shares
     journal: str | None = None  # a crashed check's replay: where each example is written first
+    skip_deaths: bool = False  # a replay after an acknowledged death: the inputs it covers are not called
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ def run_job(adapter: Any, job: Job | SnippetJob | CallJob) -> dict:
         outcome = engine.call(adapter, job.method, job.inputs)
         return {"value": outcome.value, "failure": outcome.failure, "message": outcome.message, "crash": outcome.crash}
     clause = load_all()[job.clause]
-    rec = engine.run_check(adapter, clause, profile=job.profile, seed=job.seed, divergence=job.divergence,
-                           run_seed=job.run_seed, journal=job.journal)
+    rec = engine.run_check(adapter, clause, profile=job.profile, seed=job.seed, plan=job.plan,
+                           run_seed=job.run_seed, journal=job.journal, skip_deaths=job.skip_deaths)
     caps = getattr(adapter, "capabilities", None)
     rec["device"] = getattr(caps, "device", "cpu")
     return rec
@@ -238,9 +240,37 @@ class WorkerHost:
                 again["detail"] = (f"the first attempt's worker died (exit code {died}); the replay did not. "
                                    + (again.get("detail") or ""))
                 return again
-            return self._crash_record(spec, job, journal, died_again)
+            crash = self._crash_record(spec, job, journal, died_again)
         finally:
             os.unlink(journal)
+        return self._acknowledged_death(spec, job, crash)
+
+    def _acknowledged_death(self, spec: str, job: Job, crash: dict) -> dict:
+        """A death an acknowledged violation covers (its ``died`` failure, on its inputs) is
+        that violation; the check's other inputs are then held to the contract in a run
+        that does not call the adapter on the covered ones."""
+        inputs = crash.pop("_inputs", None)
+        plan = job.plan
+        ack = next((a for a in (plan.violations if plan else ()) if a.dies()
+                    and re.search(a.dies(), crash.get("actual", "")) and inputs is not None
+                    and a.covers_input(inputs)), None)
+        if ack is None:
+            return crash
+        rest = self._ask(spec, replace(job, skip_deaths=True))
+        if rest.pop("_died", None) is not None:  # another input killed it: not what was acknowledged
+            rest["detail"] = f"{ack.source} acknowledges a death on other inputs; this one is not covered. " + \
+                (rest.get("detail") or rest.get("reason") or "")
+            return {**crash, "detail": rest["detail"]}
+        if rest.get("status") == "violates" and not rest.get("acknowledgements"):
+            return rest  # an unacknowledged departure elsewhere on the check
+        if rest.get("status") == "error":
+            return rest
+        out = {**rest, **{k: crash[k] for k in ("example", "witness", "expected", "actual", "observed", "snippet",
+                                                "found_by") if k in crash}}
+        out["status"] = "violates"
+        out["acknowledgements"] = sorted({ack.source, *rest.get("acknowledgements", [])})
+        out["detail"] = f"acknowledged ({ack.source}): {crash.get('detail', '')}"
+        return out
 
     def _crash_record(self, spec: str, job: Job, journal: str, code) -> dict:
         clause = load_all()[job.clause]
@@ -258,7 +288,7 @@ class WorkerHost:
         builtin = next((b for b in registry.BUILTINS if b.factory == spec), None)
         caps = builtin.describe().capabilities if builtin is not None else None
         snippet = self._ask(spec, SnippetJob(clause.method, inputs)).get("snippet")
-        return engine.crash_record(clause, inputs, caps, what, snippet)
+        return {**engine.crash_record(clause, inputs, caps, what, snippet), "_inputs": inputs}
 
     def _ask(self, spec: str, job: Job | SnippetJob | CallJob) -> dict:
         """One request to the worker (started if need be); a death is ``{"_died": exit code}``."""

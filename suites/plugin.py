@@ -7,6 +7,7 @@ run in worker processes; only a third-party adapter's own module is imported her
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import secrets
 import time
@@ -23,7 +24,7 @@ from embedding_conformance.adapters import registry
 from embedding_conformance.adapters.spec import oracle
 from embedding_conformance.adapters.contract import capabilities_of, methods_of
 
-from . import divergences as divs
+from . import declarations as decl
 from . import engine
 from .catalogue import CLAUSES, family_clauses, load_all
 from .hosts import BuiltinHost, Job, LocalHost, WorkerHost, set_parallelism
@@ -47,8 +48,9 @@ def pytest_addoption(parser):
                 help="built-in adapters to run (a prefix selects a family, e.g. 'keras', 'tf', '[xla]'); default: all")
     g.addoption("--adapter", action="append", default=[], metavar="MODULE:ATTR",
                 help="a third-party adapter, or a zero-argument factory of one (repeatable)")
-    g.addoption("--expectations", action="append", default=[], metavar="FILE",
-                help="extra declared divergences (TOML or JSON), taking precedence over the built-in ones")
+    g.addoption("--declarations", "--expectations", action="append", default=[], metavar="FILE", dest="declarations",
+                help="your own declarations (TOML or JSON, as adapters/<framework>/declarations.toml), beside the "
+                     "built-in ones; --expectations is its older name")
     g.addoption("--report-dir", default="reports/latest", metavar="DIR",
                 help="where results.jsonl, run.json and index.html are written (default: reports/latest)")
     g.addoption("--check-timeout", type=float, default=600.0, metavar="SECONDS",
@@ -84,9 +86,10 @@ class Conformance:
     pending: dict[tuple[str, str], Future] = field(default_factory=dict)  # submitted ahead, by (adapter, clause)
 
     def job(self, entry: Entry, clause_id: str) -> Job:
-        div = divs.declared(self.declared, entry.name, clause_id, entry.versions)
+        clause = CLAUSES[clause_id]
+        plan = decl.plan_for(self.declared, entry.name, clause_id, clause.method, entry.versions)
         seed = None if self.seed is None else (self.seed ^ zlib.crc32(f"{entry.name}|{clause_id}".encode())) & 0xFFFFFFFF
-        return Job(clause_id, self.profile, seed, div, run_seed=self.seed or 0)
+        return Job(clause_id, self.profile, seed, plan, run_seed=self.seed or 0)
 
     def run(self, entry: Entry, clause_id: str) -> dict:
         clause = CLAUSES[clause_id]
@@ -99,16 +102,7 @@ class Conformance:
         job = self.job(entry, clause_id)
         fut = self.pending.pop((entry.name, clause_id), None)
         rec = {**base, **(fut.result() if fut is not None else entry.host.run(job))}
-        # a declaration set aside (its `when` unmet), or an intermittent violation this run did not meet,
-        # is named in the record's own key; the check is what was found
-        applies = (job.divergence is not None and "divergence_set_aside" not in rec
-                   and "acknowledged_not_met" not in rec)
-        declared = job.divergence.as_dict() if applies else None
-        acknowledged = applies and job.divergence.violation
-        rec["divergence"] = None if acknowledged else declared
-        if acknowledged:
-            rec["acknowledged"] = declared
-        return rec
+        return describe_declarations(rec, job.plan)
 
     def stop(self) -> None:
         """Ask every worker to exit; they shut down together, while the report is written."""
@@ -204,10 +198,12 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--workers: must be at least 1, not {config.getoption('workers')}")
     entries, workers = _entries(config, config.getoption("check_timeout"))
     try:
-        declared = divs.load(config.getoption("expectations"), clauses, _all_models())
-        divs.check_targets(declared, _known(entries))
-    except divs.ExpectationsError as exc:
-        raise pytest.UsageError(f"declared divergences: {exc}") from None
+        declared = decl.load(config.getoption("declarations"), clauses)
+        methods = {c.id: c.method for c in clauses.values()}
+        decl.check_targets(declared, _known(entries), methods)
+        decl.check_composition(declared, _installed(entries), methods)
+    except decl.DeclarationError as exc:
+        raise pytest.UsageError(f"declarations: {exc}") from None
     profile = _profile(config)
     seed = config.getoption("hypothesis_seed", default=None)
     if seed is None and profile != "ci":
@@ -217,12 +213,50 @@ def pytest_configure(config):
     config.stash[STASH] = conf
 
 
-def _all_models() -> list[str]:
-    from embedding_conformance.adapters.spec import bags
-    from embedding_conformance.adapters.spec import partition
-    from embedding_conformance.adapters.spec import training
+def _installed(entries: dict[str, Entry]) -> dict[str, dict[str, str]]:
+    """Every adapter a declaration may name, with the versions it runs with here."""
+    out = {b.name: registry.versions((*b.distributions, "numpy")) for b in registry.BUILTINS}
+    out.update({e.name: e.versions for e in entries.values()})
+    return out
 
-    return list(oracle.MODELS) + list(partition.MODELS) + list(training.MODELS) + list(bags.MODELS)
+
+def describe_declarations(rec: dict, plan: Any) -> dict:
+    """The record's account of its declarations: ``divergence`` (the composed behaviour,
+    where the check diverges, is stale or breaks it) and ``acknowledged`` (the violation
+    it met), from the plan the check ran under; the engine named which applied."""
+    applied = set(rec.get("declarations", ()))
+    divs_ = [d for d in (plan.divergences if plan else ()) if d.source in applied]
+    acks = [d for d in (plan.violations if plan else ()) if d.source in set(rec.get("acknowledgements", ()))]
+    rec["divergence"] = None
+    if divs_ and rec["status"] in ("diverges", "stale", "violates") and not acks:
+        rec["divergence"] = composed(divs_)
+    if rec["status"] == "stale" and not divs_:
+        stale = [d for d in (plan.violations if plan else ()) if d.source in applied]
+        rec["divergence"] = composed(stale) if stale else None
+    if acks and rec["status"] == "violates":
+        rec["acknowledged"] = acks[0].as_dict()
+        if len(acks) > 1:
+            rec["acknowledged"]["also"] = [a.source for a in acks[1:]]
+    return rec
+
+
+def composed(decls: list) -> dict[str, Any]:
+    """Several declarations as the one behaviour a check was held to."""
+    from embedding_conformance.adapters.spec import steps
+
+    versions: dict[str, str] = {}
+    for d in decls:
+        for dist, spec in d.versions:
+            versions[dist] = spec if dist not in versions or versions[dist] == spec else f"{versions[dist]}; {spec}"
+    out = {"model": list(steps.canonical(s for d in decls for s in d.model)), "versions": versions,
+           "reference": " ; ".join(dict.fromkeys(d.reference for d in decls)),
+           "note": "\n".join(f"{d.source}: {d.note}" for d in decls),
+           "source": ", ".join(d.source for d in decls),
+           "behaviours": [d.as_dict() for d in decls]}
+    when = {fact: spec for d in decls for fact, spec in d.when}
+    if when:  # the conditions under which the composed behaviour applies (all of them held)
+        out["when"] = when
+    return out
 
 
 def pytest_generate_tests(metafunc):
@@ -240,7 +274,9 @@ class Check:
 
     def run(self) -> None:
         record = self.conf.run(self.entry, self.clause_id)
-        self.item.user_properties.append(("conformance", record))
+        # as JSON text: xdist's wire format (execnet) refuses some of a record's values (an int
+        # below -2**31 in a witness, say); the record is JSON by its schema anyway
+        self.item.user_properties.append(("conformance", json.dumps(record, default=str)))
         status = record["status"]
         if status in PASSING:
             return

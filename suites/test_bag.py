@@ -251,9 +251,8 @@ def padding_cases(caps, pool):
 # --- bag.single -------------------------------------------------------------------------------
 
 def _single_oracle(a, model, caps):
-    if model:  # a model's rows, each a stored element: bit for bit too (NaN payloads included, unless it loses them)
-        out = np.asarray(_bag_oracle(a, model, caps))
-        return out.view(oracle.AnyNaN) if "nan_payload_lost" in model else out
+    if model:  # a model's rows, each a stored element: bit for bit too, NaN payloads included
+        return np.asarray(_bag_oracle(a, model, caps))
     # a bag of one id, weight 1: no arithmetic, the plain lookup's row bit for bit
     if a["offsets"].shape[0] - 1 != a["values"].shape[0] or (a["offsets"] != np.arange(a["offsets"].shape[0])).any():
         raise AssertionError("bag.single's cases are bags of one id each")

@@ -161,18 +161,114 @@ def test_the_matrix_covers_what_the_issue_asks():
     assert min(keras) < Version("3.1") and max(keras) == Version(nf.requirement_pins()["keras"])
     assert versions("tf-keras")
     assert len(versions("jax")) >= 2
-    assert versions("torch") == {Version("2.13.0")}
-    # the deployment runtimes: a cell at the default environment's onnxruntime/onnx pair
+    # torch across releases: the default environment's and at least three others
+    torch = versions("torch")
+    assert Version(nf.TORCH) in torch and len(torch) >= 4
+    # the deployment runtimes: a cell at the default environment's onnxruntime/onnx pair, and an older one
     assert max(versions("onnxruntime")) == Version(nf.requirement_pins()["onnxruntime"])
     assert max(versions("onnx")) == Version(nf.requirement_pins()["onnx"])
+    assert len(versions("onnxruntime")) >= 2 and len(versions("onnx")) >= 2
 
 
-def test_torch_is_only_ever_2_13_0():
-    """A torch requirement admitting a newer release pulls a multi-GB CUDA build."""
-    assert nf.TORCH == "2.13.0"
+def test_matrix_json_lists_torch_and_onnxruntime_releases():
+    """The cells hosted CI runs (nox -s matrix_json) span torch and onnxruntime releases."""
+    from packaging.version import Version
+
+    out = _nox("-s", "matrix_json")
+    assert out.returncode == 0, out.stderr
+    cells = [nf.CELLS_BY_NAME[name] for name in json.loads(out.stdout)]
+    torch = {Version(c.pins["torch"]) for c in cells if "torch" in c.pins}
+    onnxruntime = {Version(c.pins["onnxruntime"]) for c in cells if "onnxruntime" in c.pins}
+    assert len(torch) >= 3, sorted(map(str, torch))
+    assert len(onnxruntime) >= 2, sorted(map(str, onnxruntime))
+
+
+def test_torch_is_never_asked_for_past_the_cap():
+    """Past TORCH_MAX a torch requirement pulls a multi-GB build no developer's machine holds."""
+    from packaging.version import Version
+
+    assert nf.TORCH == "2.13.0"  # the default environment's (scripts/setup.sh)
+    assert Version(nf.TORCH) <= Version(nf.TORCH_MAX)
     for cell in nf.CELLS:
-        assert cell.pins.get("torch", nf.TORCH) == nf.TORCH, cell.name
+        if "torch" in cell.pins:
+            assert Version(cell.pins["torch"]) <= Version(nf.TORCH_MAX), cell.name
     assert "download.pytorch.org" not in NOXFILE.read_text()  # the CPU index is the workflow's business
+
+
+def test_torch_cells_run_the_torch_onnx_columns():
+    """A torch cell varies torch alone: its eager, compiled, distributed and Keras columns and
+    the torch.onnx exports, with the exporter and runtimes at the default environment's releases."""
+    from packaging.utils import canonicalize_name
+
+    from embedding_conformance.adapters import registry
+
+    base = nf.requirement_pins()  # by canonical name
+    torch_cells = [c for c in nf.CELLS if c.name.startswith("torch")]
+    assert len(torch_cells) >= 4
+    for cell in torch_cells:
+        chosen = {b.name for b in registry.select(cell.adapters)}
+        assert {"onnxruntime[torch.onnx]", "onnx.reference[torch.onnx]", "openvino[torch.onnx]",
+                "openvino[torch.onnx][f32]", "keras.layers.Embedding[torch]",
+                "torch.distributed.tensor.parallel.RowwiseParallel[2-rank]",
+                "torch.nn.EmbeddingBag", "torch.nn.functional.embedding[compile]"} <= chosen, cell.name
+        assert not any(n.startswith(("tf", "jax", "flax", "torchrec")) or "[tensorflow]" in n or "[jax]" in n
+                       for n in chosen), cell.name
+        for dist in ("keras", "onnx", "onnxscript", "onnx-ir", "onnxruntime", "openvino", "numpy", "ml_dtypes"):
+            assert cell.pins[dist] == base[canonicalize_name(dist)], (cell.name, dist)
+
+
+class _Session:
+    """What the cell session calls on nox's session, recorded; session.run answers None,
+    as it does with --install-only."""
+
+    def __init__(self):
+        self.installs: list[tuple[str, ...]] = []
+        self.posargs: list[str] = []
+        self.bin = sys.prefix
+
+    def install(self, *args):
+        self.installs.append(args)
+
+    def error(self, message):
+        raise AssertionError(message)
+
+    def run(self, *args, **kwargs):
+        return None
+
+    def log(self, *args):
+        pass
+
+    warn = log
+
+
+@pytest.mark.parametrize("index", [None, "https://example.invalid/whl/cpu"])
+def test_a_torch_cell_installs_its_torch_first_on_its_own(monkeypatch, index):
+    if index:
+        monkeypatch.setenv(nf.TORCH_INDEX_ENV, index)
+    else:
+        monkeypatch.delenv(nf.TORCH_INDEX_ENV, raising=False)
+    for cell in nf.CELLS:
+        pins = dict(cell.pins)
+        suite = dict(p.split("==") for p in nf.base_pins(nf.SUITE_DISTRIBUTIONS))
+        monkeypatch.setattr(nf, "installed_versions", lambda session, names: {**pins, **suite})
+        session = _Session()
+        nf.cell.func(session, cell=cell.name)
+        first, *rest = session.installs
+        if "torch" in pins:
+            # the cell's own torch, alone, from TORCH_INDEX_URL where set; nothing after names torch
+            assert first == (f"torch=={pins['torch']}", *(("--index-url", index) if index else ())), cell.name
+            assert not any(a.startswith("torch") or a == "--index-url" for args in rest for a in args), cell.name
+        else:
+            assert not any(a.startswith("torch") or a == "--index-url" for args in session.installs for a in args)
+        pinned = {a for args in session.installs for a in args}
+        assert {f"{n}=={v}" for n, v in pins.items()} <= pinned, cell.name
+
+
+def test_a_cell_whose_environment_differs_from_its_pins_stops(monkeypatch):
+    cell = nf.CELLS_BY_NAME["torch2.13-keras3.15"]
+    monkeypatch.setattr(nf, "installed_versions", lambda session, names: {**cell.pins, "torch": "2.14.1"})
+    with pytest.raises(AssertionError, match="torch: pinned ==2.13.0, installed 2.14.1"):
+        nf.cell.func(_Session(), cell=cell.name)
 
 
 def test_cell_adapter_selections_are_valid():
@@ -284,10 +380,12 @@ def test_summarize_names_the_failing_checks(tmp_path):
         {"adapter": "tf.nn.embedding_lookup", "clause": "ids.negative", "status": "violates"},
         {"adapter": "tf_keras.layers.Embedding", "clause": "ids.float", "status": "stale"},
         {"adapter": "keras.layers.Embedding[tensorflow]", "clause": "shape.output", "status": "diverges"},
+        {"adapter": "torch.nn.Embedding", "clause": "ids.negative", "status": "violates",
+         "acknowledged": {"reference": "https://example.org/issue/1", "source": "torch/declarations.toml#violation1"}},
     ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     counts, failing = nf.summarize(nf.read_records(tmp_path))
-    assert counts == {"conforms": 1, "violates": 1, "stale": 1, "diverges": 1}
+    assert counts == {"conforms": 1, "violates": 2, "stale": 1, "diverges": 1}
     assert [(r["adapter"], r["status"]) for r in failing] == [("tf.nn.embedding_lookup", "violates"),
                                                               ("tf_keras.layers.Embedding", "stale")]
     assert nf.read_records(tmp_path / "missing") == []
@@ -301,3 +399,23 @@ def test_each_cell_keeps_its_compile_caches_between_runs(workflow):
     for var in ("TORCHINDUCTOR_CACHE_DIR", "JAX_COMPILATION_CACHE_DIR", "TF_XLA_FLAGS", "TMPDIR"):
         assert "compile-cache" in run["env"][var], var
     assert steps.index(cache) < steps.index(run)
+
+
+def test_workflow_runs_the_projects_tests_and_a_sweep(workflow):
+    jobs = workflow["jobs"]
+    runs = lambda job: "\n".join(s.get("run", "") for s in job["steps"])  # noqa: E731
+    assert "bash scripts/run-tests.sh" in runs(jobs["tests"])  # the README's test command, as .ci/run runs it
+    sweep = jobs["sweep"]
+    assert "schedule" in workflow["on"] and "schedule" in sweep["if"]
+    assert "-m suites.sweep --seeds" in runs(sweep) and '--summary "$GITHUB_STEP_SUMMARY"' in runs(sweep)
+
+
+def test_workflow_publishes_the_merged_page_with_its_badges(workflow):
+    publish = workflow["jobs"]["publish"]
+    assert publish["needs"] == "merge" and "refs/heads/main" in publish["if"]
+    uses = [s.get("uses", "") for s in publish["steps"]]
+    assert any(u.startswith("actions/deploy-pages@") for u in uses)
+    assert any(u.startswith("actions/upload-pages-artifact@") for u in uses)
+    merged = next(s for s in workflow["jobs"]["merge"]["steps"] if s.get("name") == "Upload the merged report")
+    download = next(s for s in publish["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
+    assert download["with"]["name"] == merged["with"]["name"]  # the page and its badges/ directory

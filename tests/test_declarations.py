@@ -1,6 +1,6 @@
 """The built-in declarations hold only for what was run, and say where they come from.
 
-Every version range of suites/divergences/*.toml admits at least one version that the
+Every version range of adapters/*/declarations.toml admits at least one version that the
 project runs (a cell of the version matrix, noxfile.CELLS, or the default environment,
 requirements.txt) and none outside the oldest and newest of them: a range is widened
 when a matrix cell proves more, never on trust. And nothing in the repository points
@@ -18,9 +18,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from embedding_conformance.suites import divergences as divs
+from embedding_conformance.suites import declarations as decl
 from embedding_conformance.suites.catalogue import load_all
-from embedding_conformance.suites.plugin import _all_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +61,7 @@ def _neighbours(v: Version) -> list[Version]:
 
 def test_every_version_range_is_only_as_wide_as_the_versions_run():
     ran = run_versions()
-    declared = divs.load([], load_all(), _all_models())
+    declared = decl.load([], load_all())
     wrong = []
     for d in declared:
         for dist, spec in d.versions:
@@ -83,7 +82,7 @@ def test_every_version_range_is_only_as_wide_as_the_versions_run():
 
 
 def test_every_declaration_has_a_reference_and_a_write_up():
-    for d in divs.load([], load_all(), _all_models()):
+    for d in decl.load([], load_all()):
         assert d.reference.startswith("https://"), d.source
         assert d.note.strip(), d.source
 

@@ -82,7 +82,7 @@ def test_a_users_own_choice_is_kept(tmp_path):
 
 
 def test_the_one_element_scatter_divergence_needs_two_threads(tmp_path):
-    # torch.toml#7 lives in code inductor writes for two or more threads: on one (a
+    # a torch/declarations.toml entry lives in code inductor writes for two or more threads: on one (a
     # 1-CPU machine, OMP_NUM_THREADS=1) the check is held to the contract, not stale
     from tests.runner import by_check, run_suite
 
@@ -91,4 +91,4 @@ def test_the_one_element_scatter_divergence_needs_two_threads(tmp_path):
     rec = by_check(records)[("torch.nn.functional.embedding[compile]", "grad.scatter_add")]
     assert rec["environment"]["inductor.threads"] == 1
     assert rec["status"] == "conforms" and rec["divergence"] is None
-    assert rec["divergence_set_aside"].startswith("torch.toml#")
+    assert rec["divergence_set_aside"].startswith("torch/declarations.toml#")

@@ -41,6 +41,8 @@ EXPECTATIONS = textwrap.dedent('''
     model = ["wrap_negative"]
     versions = { numpy = ">=1.26" }
     reference = "https://example.org/my-embedding/negative-ids"
+    note = "wraps ids in [-V, -1] Python-style"
+    witness = { table = { dtype = "float32", values = [[1.0], [2.0]] }, ids = { dtype = "int64", values = [-1] } }
 ''')
 
 
@@ -66,7 +68,7 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_the_wheel_installs_one_namespace(installed):
     _, site = installed
-    assert (site / "embedding_conformance" / "suites" / "divergences" / "torch.toml").is_file()
+    assert (site / "embedding_conformance" / "adapters" / "torch" / "declarations.toml").is_file()
     assert (site / "embedding_conformance" / "reports" / "templates" / "page.html.j2").is_file()
     assert (site / "embedding_conformance" / "reports" / "results.schema.json").is_file()
     top = {p.name for p in site.iterdir()}

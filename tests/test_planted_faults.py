@@ -18,7 +18,8 @@ EXPECTATIONS = Path(faults.__file__).with_name("expectations.toml")
 # their declared model only in part: the ones a weaker generator would miss
 REACH = [faults.RowsPast255Wrap, faults.Uint8ReadAsInt8, faults.NarrowsToInt16, faults.NarrowsToUint16,
          faults.RowCountInUint16, faults.TruncatesThroughFloat32, faults.AccumulatesInFloat32,
-         faults.HalfGradsInFloat16, faults.WrapsOnlyMinusOne, faults.WrapsInIdDtype, faults.ClampsOnlyAbove]
+         faults.HalfGradsInFloat16, faults.WrapsOnlyMinusOne, faults.WrapsInIdDtype, faults.ClampsOnlyAbove,
+         faults.CanonicalNaNExceptFloat16, faults.CrashesOnEmptyIdsAndQuietsNaN]
 
 
 def _run(classes, out, profile="ci", seed=None):
@@ -88,6 +89,22 @@ def test_a_partial_model_is_not_taken_for_the_model(planted_run):
                 faults.TruncatesThroughFloat32):
         rec = checks[(cls().name, faults.clauses_broken(cls)[0])]
         assert rec["status"] == "violates" and "does not follow its declared model" in rec["detail"], rec
+
+
+def test_a_model_broken_on_one_dtypes_nan_payloads_violates_with_that_input(planted_run):
+    _, checks = planted_run
+    rec = checks[("planted.CanonicalNaNExceptFloat16", "rows.exact")]
+    assert rec["status"] == "violates" and not rec.get("acknowledged"), rec
+    assert "does not follow its declared model ['canonicalize_bf16_nan']" in rec["detail"]
+    # the evidence is an input that breaks the model (a float16 NaN), not one the model explains
+    assert rec["witness"]["table"]["dtype"] == "float16", rec["example"]
+
+
+def test_an_acknowledged_crash_does_not_cover_another_departure_on_its_clause(planted_run):
+    _, checks = planted_run
+    rec = checks[("planted.CrashesOnEmptyIdsAndQuietsNaN", "rows.exact")]
+    assert rec["status"] == "violates" and not rec.get("acknowledged"), rec
+    assert "not the failure" in rec["detail"] and rec["witness"]["table"]["dtype"] == "float32"
 
 
 def test_mutating_the_table_is_caught_on_every_clause(planted_run):

@@ -30,3 +30,11 @@ def test_the_column_table_lists_every_builtin_adapter():
     builtins = [b.name for b in registry.BUILTINS]
     assert sorted(listed) == sorted(builtins), (
         f"not in the README: {sorted(set(builtins) - set(listed))}; not built in: {sorted(set(listed) - set(builtins))}")
+
+
+def test_the_status_table_is_the_suites_own():
+    from embedding_conformance.suites.statuses import ALL
+
+    rows = re.findall(r"^\| `(\w+)` (\S+) \| (.+?) \| (\w+)[^|]*\|$", _section("Reading the results"), re.M)
+    assert [(name, symbol, meaning, pytest) for name, symbol, meaning, pytest in rows] == \
+        [(s.name, s.symbol, s.meaning, s.pytest) for s in ALL]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))  # hosted CI points it at its Chrome
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the "
                 f"report's browser tests", allow_module_level=True)
@@ -73,7 +74,61 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     merge_dirs([a, b], base / "merged")
     big = fx.write_fixture_run(base / "big", fx.big_records(120, 50))
     render(big, big)
-    return {"single": single, "merged": base / "merged", "big": big}
+    wide = fx.write_fixture_run(base / "wide", wide_records())
+    render(wide, wide)
+    return {"single": single, "merged": base / "merged", "big": big, "wide": wide}
+
+
+def wide_records() -> list[dict]:
+    """A run shaped like the full one: every built-in column by its real name (the longest
+    are 57 characters), every clause of the catalogue, departures of every kind."""
+    from embedding_conformance.adapters import registry
+    from embedding_conformance.suites.catalogue import load_all
+
+    clauses = list(load_all().values())
+    cycle = ["conforms"] * 5 + ["diverges", "not_applicable", "conforms", "not_applicable", "diverges"]
+    recs = []
+    for a, b in enumerate(registry.BUILTINS):
+        fw = b.distributions[0] if b.distributions else "numpy"
+        for c, clause in enumerate(clauses):
+            s = cycle[(a * 3 + c) % len(cycle)]
+            extra: dict = {}
+            if (a, c) in ((7, 2), (30, 9)):
+                s = "violates"
+                extra = {"example": "table = np.zeros((65537, 1), dtype=np.float32)\ntable[[3]] = np.array([[1.5]], "
+                                    "dtype=np.float32)\nids = np.array([-1], dtype=np.int64)",
+                         "expected": "out_of_range", "actual": "float32[1, 1] [[0.]]", "detail": "wrapped",
+                         "snippet": "import numpy as np\nresult = np.zeros((1, 1), dtype=np.float32)\n"}
+            elif (a, c) in ((12, 3), (40, 5)):
+                s = "violates"
+                extra = {"acknowledged": {"reference": "https://github.com/x/y/issues/1", "source": "declarations.toml#violation1",
+                                          "note": "known"}, "example": "ids = np.array([0])", "detail": "known"}
+            elif (a, c) == (20, 4):
+                s = "stale"
+                extra = {"divergence": {"model": ["clip"], "reference": "https://docs.example.org/x",
+                                        "source": "declarations.toml#2"}, "detail": "no longer departs"}
+            elif (a, c) == (10, 2):  # rows.exact: a NaN payload quieted, the values print alike
+                s = "diverges"
+                extra = {"example": "table = np.frombuffer(bytes.fromhex('017c003c'), dtype=np.float16).reshape((2, 1))"
+                                    "\nids = np.array([0, 1], dtype=np.int32)",
+                         "expected": "float16[2, 1] [[nan], [1.]]", "actual": "float16[2, 1] [[nan], [1.]]",
+                         "detail": "1 of 2 elements differ; first at [0, 0]: expected nan (bits 0x7c01), got nan (bits 0x7e01)",
+                         "observed": {"dtype": "float16", "shape": [2, 1], "hex": "017e003c",
+                                      "parts": [{"dtype": "float16", "shape": [2, 1], "hex": "017e003c"}]},
+                         "divergence": {"model": ["quiet_nan"], "reference": "https://docs.example.org/nan",
+                                        "source": "declarations.toml#3", "note": "NaNs come back quiet"},
+                         "snippet": "import numpy as np\nresult = np.frombuffer(bytes.fromhex('017e003c'), dtype=np.float16)\n"}
+            elif (a, c) == (44, 6):
+                s = "error"
+                extra = {"reason": "suite error KeyError: 'table'"}
+            elif s == "diverges":
+                extra = {"divergence": {"model": ["wrap_negative"], "reference": "https://docs.example.org/take",
+                                        "source": "declarations.toml#1", "note": "wraps"},
+                         "example": "ids = np.array([-1])", "expected": "out_of_range", "actual": "float32[1] [5.]"}
+            recs.append({"adapter": b.name, "framework": fw, "clause": clause.id, "family": clause.family,
+                         "statement": clause.statement, "status": s, "versions": {fw: "1.0", "numpy": "2.4.6"},
+                         "device": "cpu", "examples": 100, "seconds": 0.1, **extra})
+    return recs
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +142,10 @@ def browser():
 class Watched:
     """A page opened from disk, with every console error and network request recorded."""
 
-    def __init__(self, browser, report_dir: Path):
+    def __init__(self, browser, report_dir: Path, viewport: dict | None = None, fragment: str = ""):
         self.dir = report_dir
         self.url = (report_dir / "index.html").as_uri()
-        self.context = browser.new_context(viewport=VIEWPORT)
+        self.context = browser.new_context(viewport=viewport or VIEWPORT)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.requests: list[str] = []
@@ -98,12 +153,12 @@ class Watched:
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("requestfailed", lambda r: self.errors.append(f"requestfailed: {r.url}"))
-        self.page.goto(self.url)
+        self.page.goto(self.url + fragment)
         self.page.wait_for_load_state("load")
 
     def close(self):
         assert self.errors == [], self.errors
-        assert self.requests == [self.url], f"requests besides the page itself: {self.requests}"
+        assert all(r.split("#")[0] == self.url for r in self.requests), f"requests besides the page itself: {self.requests}"
         self.context.close()
 
     def row(self, clause: str):
@@ -129,8 +184,8 @@ class Watched:
 def open_page(browser, pages):
     opened: list[Watched] = []
 
-    def _open(name: str) -> Watched:
-        w = Watched(browser, pages[name])
+    def _open(name: str, viewport: dict | None = None, fragment: str = "") -> Watched:
+        w = Watched(browser, pages[name], viewport, fragment)
         opened.append(w)
         return w
 
@@ -163,7 +218,7 @@ def test_status_filter_hides_cells_and_rows(open_page):
     conforming = w.cell("shape.output", "numpy")
     violating = w.cell("ids.negative", "torch.nn.Embedding")
     expect(conforming).to_have_class("s-conforms")
-    expect(violating).to_have_class("s-violates")
+    expect(violating).to_have_class("s-violates n")
     page.uncheck('#status-filter input[value="conforms"]')
     expect(conforming).to_be_hidden()
     expect(violating).to_be_visible()
@@ -186,6 +241,7 @@ def test_framework_filter_hides_columns(open_page):
     page = w.page
     torch_cells = [w.cell("shape.output", "torch.nn.Embedding"), w.cell("ids.negative", "torch.nn.functional.embedding")]
     numpy_cell = w.cell("shape.output", "numpy")
+    page.click("#framework-menu summary")  # the frameworks are a menu, folded away
     page.uncheck('#framework-filter input[value="torch"]')
     for c in torch_cells:
         expect(c).to_be_hidden()
@@ -193,6 +249,7 @@ def test_framework_filter_hides_columns(open_page):
     expect(page.locator("#matrix th.adg", has_text="torch.nn.Embedding")).to_be_hidden()
     expect(numpy_cell).to_be_visible()
     expect(page.locator("#shown")).to_have_text("showing 10 of 10 clauses, 4 of 6 columns")
+    expect(page.locator("#fw-count")).to_have_text("4/5")
     screenshot(page, w.dir, "framework-filter")
     page.check('#framework-filter input[value="torch"]')
     for c in torch_cells:
@@ -262,12 +319,12 @@ def test_merged_page_marks_the_planted_change(open_page):
     expect(changed.locator(".delta")).to_have_text("Δ changed")
     old, new = w.cell("ids.negative", "torch.nn.Embedding", 0), w.cell("ids.negative", "torch.nn.Embedding", 1)
     expect(old).to_have_class("s-conforms g")
-    expect(new).to_have_class("s-violates g")
+    expect(new).to_have_class("s-violates n g")
     labels = page.locator("#matrix th.ver").all_inner_texts()
     assert labels.count("2.12.0") == 2 and labels.count("2.13.0") == 2  # both torch adapters, both versions
     screenshot(page, w.dir, "merged")
 
-    page.check("#changes-only")
+    page.locator("label:has(#changes-only)").click()
     items = page.locator("#changes li.change")
     expect(items).to_have_count(1)
     expect(items).to_be_visible()
@@ -283,7 +340,7 @@ def test_merged_page_marks_the_planted_change(open_page):
     expect(page.locator("#detail")).to_contain_text("This clause across versions of torch.nn.Embedding")
     expect(page.locator("#detail .across li")).to_have_count(2)
     page.keyboard.press("Escape")
-    page.uncheck("#changes-only")
+    page.locator("label.view", has_text="All").click()
     assert len(w.visible_rows()) == len(fx.CLAUSES)
 
 
@@ -305,3 +362,128 @@ def test_thousands_of_checks_stay_fast(open_page):
     w.page.locator("#matrix td.s-violates").first.click()
     expect(page.locator("#detail pre.snippet")).to_be_visible()
     screenshot(page, w.dir, "big")
+
+
+# -- the page on a laptop and on a large screen; the new-only view; the URL; the panel ------------
+
+LAPTOP = {"width": 1366, "height": 768}
+FULL_HD = {"width": 1920, "height": 1080}
+
+ROWS_IN_VIEW = """() => {
+  const wrap = document.getElementById('matrix-wrap').getBoundingClientRect();
+  const head = document.querySelector('#matrix thead').getBoundingClientRect();
+  return Array.from(document.querySelectorAll('#matrix tr.cl')).filter(tr => {
+    if (tr.offsetParent === null) return false;
+    const r = tr.getBoundingClientRect();
+    return r.top >= head.bottom - 1 && r.bottom <= Math.min(wrap.bottom, innerHeight) + 1;
+  }).length; }"""
+
+NAMES_READ_WHOLE = """() => Array.from(document.querySelectorAll('#matrix th.adg')).filter(th => {
+  const text = Array.from(th.querySelectorAll('.ln')).map(s => s.textContent).join('');
+  const vt = th.querySelector('.vt').getBoundingClientRect(), box = th.getBoundingClientRect();
+  return text !== th.dataset.name || vt.width > box.width + 1 || vt.height > box.height + 1;
+}).map(th => th.dataset.name)"""
+
+
+def test_a_laptop_screen_shows_a_dozen_clause_rows_under_the_header(open_page):
+    w = open_page("wide", LAPTOP)
+    page = w.page
+    # the run's details and the legend are folded away on a short screen, a click away
+    expect(page.locator("#about")).to_be_hidden()
+    assert page.evaluate(ROWS_IN_VIEW) >= 12
+    # every column's full name is written out and fits its header: no tooltip needed
+    assert page.locator("#matrix th.adg").count() >= 50
+    assert page.evaluate(NAMES_READ_WHOLE) == []
+    screenshot(page, w.dir, "laptop-1366x768")
+    # the header stays in place while the clauses scroll under it
+    page.evaluate("document.getElementById('matrix-wrap').scrollTo(0, 600)")
+    head = page.locator("#matrix thead th.corner").bounding_box()
+    wrap = page.locator("#matrix-wrap").bounding_box()
+    assert abs(head["y"] - wrap["y"]) < 2
+    assert page.evaluate(ROWS_IN_VIEW) >= 12
+    page.click("#fold")
+    expect(page.locator("#about")).to_be_visible()
+    expect(page.locator("#about .meanings")).to_contain_text("diverges")
+    screenshot(page, w.dir, "laptop-1366x768-details")
+
+
+def test_a_large_screen(open_page):
+    w = open_page("wide", FULL_HD)
+    page = w.page
+    expect(page.locator("#about")).to_be_visible()  # room enough: the details are shown
+    assert page.evaluate(ROWS_IN_VIEW) >= 20
+    assert page.evaluate(NAMES_READ_WHOLE) == []
+    screenshot(page, w.dir, "full-hd-1920x1080")
+
+
+def test_new_only_view_and_the_url_keep_the_filters(open_page, browser, pages):
+    w = open_page("wide", LAPTOP)
+    page = w.page
+    page.locator("label.view.new").click()
+    # only the failures no declaration acknowledges: two violations, a stale and an error
+    visible = page.evaluate("() => Array.from(document.querySelectorAll('#matrix tbody td')).filter("
+                            "td => td.offsetParent !== null && getComputedStyle(td).visibility !== 'hidden')"
+                            ".map(td => td.className)")
+    assert sorted(c.split()[0] for c in visible) == ["s-error", "s-stale", "s-violates", "s-violates"]
+    assert all(" n" in f" {c} " for c in visible)
+    assert len(w.visible_rows()) == 4
+    expect(page.locator("#shown")).to_have_text(re.compile(r"showing 4 of \d+ clauses, 4 of \d+ columns"))
+    assert "view=new" in page.url
+    screenshot(page, w.dir, "new-only-1366x768")
+    # the search finds adapters as well as clauses, and goes into the URL too
+    page.locator("label.view", has_text="All").click()
+    page.fill("#search", "torch.nn.Embedding ids.negative")
+    expect(page.locator("#shown")).to_have_text(re.compile(r"showing 1 of \d+ clauses, 2 of \d+ columns"))
+    assert [h.strip() for h in page.locator("#matrix th.adg:visible").evaluate_all(
+        "ths => ths.map(th => th.dataset.name)")] == ["torch.nn.Embedding", "torch.nn.Embedding[sparse]"]
+    page.wait_for_function("() => location.hash.includes('q=')")
+    page.uncheck('#status-filter input[value="not_applicable"]')
+    w.cell("ids.negative", "torch.nn.Embedding").click()
+    url = page.url
+    assert "q=torch.nn.Embedding" in url and "hide=not_applicable" in url and "cell=ids.negative" in url
+    # the same URL opens the same view, and the same cell
+    again = Watched(browser, pages["wide"], LAPTOP, "#" + url.split("#", 1)[1])
+    try:
+        p2 = again.page
+        expect(p2.locator("#search")).to_have_value("torch.nn.Embedding ids.negative")
+        expect(p2.locator('#status-filter input[value="not_applicable"]')).not_to_be_checked()
+        expect(p2.locator("#detail")).to_be_visible()
+        expect(p2.locator("#detail h2")).to_have_text("ids.negative")
+        assert again.visible_rows() == ["ids.negative"]
+        p2.keyboard.press("Escape")
+        p2.wait_for_function("() => !location.hash.includes('cell=')")
+    finally:
+        again.close()
+    page.keyboard.press("Escape")
+    page.click("#reset")
+    page.wait_for_function("() => location.hash === ''")
+
+
+def test_the_panel_tells_the_truth(open_page):
+    w = open_page("wide", LAPTOP)
+    page = w.page
+    panel = page.locator("#detail")
+    names = page.evaluate("() => Array.from(document.querySelectorAll('#matrix th.adg')).map(th => th.dataset.name)")
+    clauses = page.evaluate("() => Array.from(document.querySelectorAll('#matrix tr.cl')).map(tr => tr.dataset.id)")
+    recs = {(r["adapter"], r["clause"]): r for r in wide_records()}
+    new = next(k for k, r in recs.items() if r["status"] == "violates" and not r.get("acknowledged"))
+    ack = next(k for k, r in recs.items() if r.get("acknowledged"))
+    w.cell(new[1], new[0]).click()
+    expect(panel.locator(".badge")).to_contain_text("no declaration acknowledges it")
+    expect(panel.locator(".badge")).not_to_contain_text("acknowledged:")
+    expect(panel.locator(".flag.new")).to_be_visible()
+    screenshot(page, w.dir, "panel-violation-1366x768")
+    w.cell(ack[1], ack[0]).click()
+    expect(panel.locator(".badge")).to_contain_text("acknowledged: a known failure")
+    expect(panel.locator(".flag.known")).to_be_visible()
+    # a diverging cell whose values print alike shows their bits
+    bits = next(k for k, r in recs.items() if r.get("observed"))
+    w.cell(bits[1], bits[0]).click()
+    table = panel.locator("table.bits")
+    expect(table).to_be_visible()
+    expect(table.locator("tr.d").first).to_contain_text("0x7c01")
+    expect(table.locator("tr.d").first).to_contain_text("0x7e01")
+    expect(panel).to_contain_text("1 of 2 elements differ in their bits")
+    table.scroll_into_view_if_needed()
+    screenshot(page, w.dir, "panel-diverges-bits-1366x768")
+    assert len(names) == len(set(names)) and len(clauses) > 40

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # runnable with --noconftest too
 from embedding_conformance.reports.cli import merge_dirs  # noqa: E402
 from embedding_conformance.reports.merge import build_matrix, merge_runs  # noqa: E402
 from embedding_conformance.reports.render import render  # noqa: E402
-from embedding_conformance.reports.results import STATUSES, ResultsError, read_run  # noqa: E402
+from embedding_conformance.reports.results import STATUSES, ResultsError, gate_failing, read_run  # noqa: E402
 
 # -- fixture data ----------------------------------------------------------------------------
 
@@ -236,8 +236,10 @@ def test_render_fixture_page(tmp_path):
     for clause, statement in CLAUSES:
         assert f'data-id="{clause}"' in html
     assert "ids of a float or bool dtype are InvalidIds" in html
-    for name, _, _ in ADAPTERS:
-        assert f'<span class="vt">{name}' in html
+    for name, _, _ in ADAPTERS:  # each column's full name, written out (one or two lines), not only in a tooltip
+        assert f'data-name="{name}"' in html
+        assert "".join(re.findall(r'<span class="ln">([^<]*)</span>', html.split(f'data-name="{name}"')[1])[:2]).startswith(
+            name.split("[")[0][:12])
     # legend with counts, symbols per status
     recs = fixture_records()
     for s in STATUSES:
@@ -425,6 +427,25 @@ def test_merge_command_writes_page_and_rereadable_results(tmp_path):
     assert [c.label for c in m.columns if c.adapter == "torch.nn.Embedding"] == ["2.12.0", "2.13.0", "2.14.0"]
 
 
+def test_merge_writes_a_shields_badge_per_framework(tmp_path):
+    a, b = _two_versions(tmp_path)
+    out = tmp_path / "merged"
+    assert _cli("merge", str(a), str(b), "--out", str(out)).returncode == 0
+    merged = read_run(out)
+    frameworks = {r["framework"] for r in merged.records}
+    files = {p.name: json.loads(p.read_text()) for p in (out / "badges").glob("*.json")}
+    assert set(files) == {f"{fw}.json" for fw in frameworks}
+    for fw in frameworks:
+        data = files[f"{fw}.json"]
+        assert data["schemaVersion"] == 1 and data["label"] == fw
+        recs = [r for r in merged.records if r["framework"] == fw]
+        failing = sum(1 for r in recs if gate_failing(r))
+        assert (f"{failing} failing" in data["message"]) == bool(failing)
+        assert data["color"] == ("red" if failing else data["color"])
+    # the planted violation is torch's (2.13 violates ids.negative, acknowledged or not, it is not a pass)
+    assert "pass" in files["torch.json"]["message"] and files["torch.json"]["color"] in ("red", "orange")
+
+
 @pytest.mark.parametrize("how", ["empty_results", "truncated_results", "corrupt_run", "missing_run"])
 def test_merge_with_bad_input_writes_nothing(tmp_path, how):
     a, b = _two_versions(tmp_path)
@@ -459,3 +480,97 @@ def test_merge_drops_columns_of_an_adapter_not_installed_in_one_run(tmp_path):
     assert [c.label for c in m.columns if c.adapter == "tf.nn.embedding_lookup"] == ["2.20.0"]
     assert m.omitted and "tf.nn.embedding_lookup" in m.omitted[0]
     assert not m.changes
+
+
+# -- what the page embeds, the score, the panel's bits -------------------------------------------
+
+def _page_data(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S)
+    return json.loads(m.group(1))
+
+
+def _text(data: dict, item) -> str:
+    return "\n".join(data["lines"][k] for k in item if isinstance(k, int))
+
+
+def test_page_embeds_long_texts_cut_and_never_a_witness(tmp_path):
+    recs = fixture_records()
+    big = "table = np.array([" + ", ".join("1.5" for _ in range(100_000)) + "], dtype=np.float32)"
+    neg = next(r for r in recs if r["adapter"] == "torch.nn.Embedding" and r["clause"] == "ids.negative")
+    neg["example"] = big + "\nids = np.array([-1], dtype=np.int64)"
+    neg["snippet"] = "import numpy as np\n" + big + "\nresult = table\n"
+    neg["witness"] = {"table": {"dtype": "float32", "bits": list(range(50_000))}}
+    d = write_fixture_run(tmp_path / "run", recs)
+    html = render(d, d).read_text()
+    assert len(html) < 200_000, len(html)  # the 2 x 500 KB of text are cut, the witness is not embedded
+    data = _page_data(html)
+    rec = next(r for r in data["recs"] if r["s"] == "violates" and "example" in r and data["rows"][r["r"]]["id"] == "ids.negative")
+    assert rec["example"][-1]["cut"] > 400_000  # the page says how much it left out
+    assert _text(data, rec["example"]).endswith("ids = np.array([-1], dtype=np.int64)")  # a long line cut, not the rest
+    assert '"witness":' not in json.dumps(data)
+    # a line shared by many snippets (an import) is embedded once
+    assert data["lines"].count("import numpy as np") == 1
+
+
+def test_score_counts_declared_divergences_as_passing_as_the_legend_does(tmp_path):
+    from embedding_conformance.reports.render import page_context
+
+    recs = fixture_records()
+    d = write_fixture_run(tmp_path / "run", recs)
+    ctx = page_context(read_run(d))
+    cols = [c.adapter for c in ctx["columns"]]
+    jax = ctx["scores"][cols.index("jax.numpy.take")]
+    # jax.numpy.take: 10 clauses, 3 not applicable (partition x2, grad), 2 diverge, 1 violates
+    assert (jax["conforms"], jax["diverges"], jax["fails"], jax["applicable"]) == (4, 2, 1, 7)
+    assert jax["pass_pct"] == round(100 * 6 / 7)
+    assert "2 diverge as declared" in jax["title"] and "1 violates" in jax["title"]
+    # the legend files diverges under pass, like the score
+    groups = {g["name"]: g["statuses"] for g in ctx["groups"]}
+    assert "diverges" in groups["pass"] and "violates" in groups["fail"]
+    assert ctx["scores"][cols.index("tf.nn.embedding_lookup")]["applicable"] == 0
+
+
+def test_new_failures_are_marked_and_counted(tmp_path):
+    recs = fixture_records()
+    d = write_fixture_run(tmp_path / "run", recs)
+    html = render(d, d).read_text()
+    n_new = sum(1 for r in recs if r["status"] in ("violates", "stale", "error") and not r.get("acknowledged"))
+    assert n_new == 4
+    assert len(re.findall(r'<td class="s-\w+[^"]* n[ "]', html)) == n_new
+    assert f'id="new-count">{n_new}<' in html
+    data = _page_data(html)
+    assert sum(1 for r in data["recs"] if r.get("new")) == n_new
+
+
+def test_panel_shows_bits_where_values_print_alike(tmp_path):
+    recs = fixture_records()
+    rec = next(r for r in recs if r["adapter"] == "jax.numpy.take" and r["clause"] == "rows.exact")
+    # a NaN payload quieted: expected and actual print alike ("nan"), only the bits tell them apart
+    rec.update(status="diverges", example="table = np.frombuffer(bytes.fromhex('017c003c'), dtype=np.float16)"
+                                          ".reshape((2, 1))\nids = np.array([0, 1], dtype=np.int32)",
+               expected="float16[2, 1] [[nan], [1.]]", actual="float16[2, 1] [[nan], [1.]]",
+               detail="1 of 2 elements differ; first at [0, 0]: expected nan (bits 0x7c01), got nan (bits 0x7e01)",
+               observed={"dtype": "float16", "shape": [2, 1], "hex": "017e003c",
+                         "parts": [{"dtype": "float16", "shape": [2, 1], "hex": "017e003c"}]},
+               divergence={"model": ["quiet_nan"], "reference": "https://docs.jax.dev/en/latest/", "source": "x#1"})
+    d = write_fixture_run(tmp_path / "run", recs)
+    data = _page_data(render(d, d).read_text())
+    got = next(r for r in data["recs"] if "bits" in r)
+    assert got["bits"]["rows"][0][:3] == ["[0, 0]", "0x7c01", "0x7e01"] and got["bits"]["rows"][0][4] is True
+    assert got["bits"]["differ"] == 1 and got["bits"]["total"] == 2
+    assert data["decls"][got["divergence"]]["model"] == ["quiet_nan"]
+
+
+def test_full_size_run_page_stays_small(tmp_path):
+    """A run like the full one (53 columns, every departure with a long snippet and a
+    64 KiB observed): the page stays far below 5 MB."""
+    recs = big_records(49, 53)
+    filler = "\n".join(f"def helper_{k}(a):\n    return a  # a conversion helper line {k}" for k in range(40))
+    for r in recs:
+        if r["status"] != "conforms":
+            r["snippet"] = f"import numpy as np\n{filler}\nresult = helper_0({r['clause']!r})\n"
+            r["example"] = "table = np.array([" + ", ".join(str(k / 7) for k in range(3000)) + "])\n" + r["example"]
+            r["observed"] = {"dtype": "float32", "shape": [16384], "hex": "00" * 65536}
+    d = write_fixture_run(tmp_path / "run", recs)
+    size = render(d, d).stat().st_size
+    assert size < 5_000_000, size

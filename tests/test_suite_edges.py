@@ -59,21 +59,21 @@ def test_unclassified_exception_counts_against_the_adapter(tmp_path):
 
 
 @pytest.mark.parametrize("content, problem", [
-    ("[[divergence]]\nadapter = 'numpy'\n", "missing clause, model, versions, reference"),
+    ("[[divergence]]\nadapter = 'numpy'\n", "missing model, versions, reference, note"),
     ("[[divergence]\n", "not valid TOML"),
-    ("[[divergence]]\nadapter='numpy'\nclause='ids.negativ'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n",
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negativ'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\nnote='n'\n",
      "unknown clause 'ids.negativ'; valid clauses:"),
-    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap']\nversions={numpy='>=1'}\nreference='x'\n",
-     "unknown behaviour model 'wrap'; known models:"),
-    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='two'}\nreference='x'\n",
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap']\nversions={numpy='>=1'}\nreference='x'\nnote='n'\n",
+     "unknown behaviour model step 'wrap'; known steps:"),
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='two'}\nreference='x'\nnote='n'\n",
      "is not a version specifier"),
-    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\nnote='n'\n"
      "witness={ids={values=[-1]}}\n", "witness argument 'ids' must hold dtype and one of values, bits"),
-    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\nnote='n'\n"
      "witness={ids={dtype='int8',values=[300]}}\n", "witness does not build arrays"),
-    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\nnote='n'\n"
      "when={threads='many'}\n", "when threads = 'many' is not a specifier"),
-    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
+    ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\nnote='n'\n"
      "when='threaded'\n", "when must map facts of the adapter's environment() to specifiers"),
 ])
 def test_malformed_expectations_file_is_a_one_line_error(tmp_path, content, problem):
@@ -87,9 +87,12 @@ def test_malformed_expectations_file_is_a_one_line_error(tmp_path, content, prob
 
 
 def _declare(tmp_path, adapter: str, versions: str, extra: str = ""):
-    """A user's expectations file declaring that ``adapter`` wraps negative ids
-    (``extra``: more keys of the declaration, a witness or a when)."""
+    """A user's declarations file declaring that ``adapter`` wraps negative ids
+    (``extra``: more keys of the declaration, a witness or a when; the default witness is
+    ids [-1] of a two-row table)."""
     mine = tmp_path / "mine.toml"
+    witness = "" if "witness" in extra else \
+        'witness = { table = { dtype = "float32", values = [[1.0], [2.0]] }, ids = { dtype = "int64", values = [-1] } }\n'
     mine.write_text(textwrap.dedent(f"""
         [[divergence]]
         adapter = "{adapter}"
@@ -97,7 +100,8 @@ def _declare(tmp_path, adapter: str, versions: str, extra: str = ""):
         model = ["wrap_negative"]
         versions = {{ numpy = "{versions}" }}
         reference = "https://example.org/wraps"
-    """) + extra)
+        note = "ids in [-V, -1] wrap"
+    """) + witness + extra)
     return f"--expectations={mine}"
 
 
@@ -110,7 +114,7 @@ def test_a_witness_is_tried_first_and_must_follow_the_model(tmp_path):
                            _declare(tmp_path, "planted.WrapsNegativeIds", ">=1.0", WITNESS), report_dir=tmp_path / "out")
     rec = by_check(records)[("planted.WrapsNegativeIds", "ids.negative")]
     assert rec["status"] == "diverges" and rec["found_by"] == "witness"
-    assert "-2" in rec["example"] and rec["divergence"]["witness"]["ids"]["values"] == [-1, 0, -2]
+    assert "-2" in rec["example"] and rec["divergence"]["behaviours"][0]["witness"][0]["ids"]["values"] == [-1, 0, -2]
 
 
 def test_a_witness_that_no_longer_departs_is_stale(tmp_path):
@@ -277,14 +281,15 @@ def test_the_thorough_profile_runs_a_thousand_examples(tmp_path):
 # --- declarations: checked against what the adapters offer; acknowledged violations ---------------
 
 @pytest.mark.parametrize("content, problem", [
-    ("[[divergence]]\nadapter='nmupy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n",
-     "adapter 'nmupy' matches no known adapter"),
+    ("[[divergence]]\nadapter='nmupy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\n"
+     "note='n'\nwitness={clause='ids.negative', table={dtype='float32',values=[[1.0]]}, ids={dtype='int64',values=[-1]}}\n", "adapter 'nmupy' matches no known adapter"),
     ("[[divergence]]\nadapter='torch.nn.functional.embedding'\nclause='partition.mod'\nmodel=['route_by_total']\n"
-     "versions={torch='>=2'}\nreference='x'\n", "could only attach to not_applicable checks"),
+     "versions={torch='>=2'}\nreference='x'\nnote='n'\nwitness={shards=[{dtype='float32',values=[1.0]}], "
+     "ids={dtype='int64',values=[0]}, strategy='mod'}\n", "could only attach to not_applicable checks"),
     ("[[violation]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\n"
      "reference='x'\nnote='n'\n", "a [[violation]] has no model"),
     ("[[violation]]\nadapter='numpy'\nclause='ids.negative'\nversions={numpy='>=1'}\nreference='x'\n",
-     "missing note"),
+     "missing note, failure"),
     ("[[divergences]]\nadapter='numpy'\n", "unknown table 'divergences'"),
 ])
 def test_a_declaration_that_can_never_be_held_is_a_one_line_error(tmp_path, content, problem):
@@ -303,8 +308,11 @@ def _acknowledge(tmp_path, adapter: str) -> str:
         [[violation]]
         adapter = "{adapter}"
         clause = ["ids.negative", "shape.output"]
+        failure = {{ output = "any" }}
+        inputs = {{ ids = "negative" }}
         versions = {{ numpy = ">=1.26" }}
         reference = "https://example.org/issue/1"
+        witness = {{ clause = "ids.negative", table = {{ dtype = "float32", values = [[1.0], [2.0]] }}, ids = {{ dtype = "int64", values = [-1] }} }}
         note = "wraps negative ids Python-style: ids [-1] of a 2-row table give row 1"
     """))
     return f"--expectations={mine}"
@@ -325,7 +333,7 @@ def test_an_acknowledged_violation_stays_red_and_is_an_expected_failure(tmp_path
 def test_an_acknowledged_violation_that_no_longer_reproduces_is_stale(tmp_path):
     proc, records = run_suite(*FAST, _acknowledge(tmp_path, "numpy"), report_dir=tmp_path / "out")
     rec = by_check(records)[("numpy", "ids.negative")]
-    assert rec["status"] == "stale" and "no longer reproduces" in rec["detail"] and rec["acknowledged"]
+    assert rec["status"] == "stale" and "no longer departs" in rec["detail"] and rec["divergence"]["source"]
     assert proc.returncode == 1
 
 
@@ -337,6 +345,7 @@ def _intermittent(tmp_path, adapter: str) -> str:
         clause = "ids.negative"
         versions = {{ numpy = ">=1.26" }}
         reference = "https://example.org/issue/2"
+        failure = {{ output = "any" }}
         note = "departs only after some earlier calls; no witness forces it"
         intermittent = true
     """))
@@ -355,8 +364,9 @@ def test_an_intermittent_violation_not_met_is_reported_as_found_not_stale(tmp_pa
     assert rec["status"] == "violates" and rec["acknowledged"]["intermittent"] is True and proc.returncode == 0
 
 
-def test_a_witness_for_another_clause_is_not_forced_on_this_one(tmp_path):
-    # a declaration's witness (table and ids) across clauses whose calls take more (an upstream)
+def test_a_witness_runs_in_its_own_clause_and_stale_is_decided_by_it_alone(tmp_path):
+    # a declaration over two clauses with a witness for one: only the witness's clause can go stale;
+    # on the other the adapter (the oracle itself) is held to the model and conforms
     mine = tmp_path / "w.toml"
     mine.write_text(textwrap.dedent("""
         [[divergence]]
@@ -365,10 +375,45 @@ def test_a_witness_for_another_clause_is_not_forced_on_this_one(tmp_path):
         model = ["fill_nan"]
         versions = { numpy = ">=1.26" }
         reference = "https://example.org/w"
-        witness = { table = { dtype = "float32", values = [[1.0]] }, ids = { dtype = "int32", values = [0] } }
+        note = "n"
+        witness = { clause = "ids.out_of_range", table = { dtype = "float32", values = [[1.0]] }, ids = { dtype = "int32", values = [1] } }
     """))
+    proc, _ = run_suite("--adapters=numpy", "-k", "rows.exact", f"--expectations={mine}", report_dir=tmp_path / "bad")
+    assert "the witness runs in ids.out_of_range, which the declaration does not speak of" in proc.stderr
+    mine.write_text(mine.read_text().replace('clause = "ids.out_of_range"', 'clause = "rows.exact"'))
     _, records = run_suite("--adapters=numpy", "-k", "rows.exact or grad.scatter_add", f"--expectations={mine}",
                            report_dir=tmp_path / "out")
     checks = by_check(records)
-    assert checks[("numpy", "grad.scatter_add")]["status"] == "stale"  # searched, not an error
     assert checks[("numpy", "rows.exact")]["status"] == "stale"
+    assert checks[("numpy", "grad.scatter_add")]["status"] == "conforms"
+
+
+NO_WITNESS = ("[[divergence]]\nadapter='numpy'\nclause='ids.negative'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\n"
+              "reference='x'\nnote='n'\n")
+WRAPS = ("[[divergence]]\nadapter='numpy'\nmodel=['wrap_negative']\nversions={numpy='>=1'}\nreference='x'\nnote='n'\n"
+         "witness={clause='ids.negative', table={dtype='float32',values=[[1.0],[2.0]]}, ids={dtype='int64',values=[-1]}}\n")
+CLIPS = WRAPS.replace("wrap_negative", "clip").replace("values=[-1]", "values=[2]")
+FILLS = WRAPS.replace("wrap_negative", "fill_nan").replace("values=[-1]", "values=[2]")
+
+
+@pytest.mark.parametrize("content, problem", [
+    (NO_WITNESS, "divergence #1: no witness: give an input that departs"),
+    (WRAPS + WRAPS, "both declare step wrap_negative for numpy"),
+    (CLIPS + FILLS, "steps clip and fill_nan conflict for numpy"),
+    (WRAPS.replace("model=['wrap_negative']", "model=['wrap_negative', 'wrap_negative_in_id_dtype']"),
+     "steps wrap_negative and wrap_negative_in_id_dtype say different things of the same inputs"),
+])
+def test_a_declaration_without_a_witness_or_two_that_conflict_stop_the_run(tmp_path, content, problem):
+    bad = tmp_path / "mine.toml"
+    bad.write_text(content)
+    proc, records = run_suite(*FAST, f"--expectations={bad}", report_dir=tmp_path / "out")
+    lines = _errors(proc)
+    assert proc.returncode != 0 and len(lines) == 1, proc.stdout + proc.stderr
+    assert str(bad) in lines[0] and problem in lines[0], lines[0]
+    assert not records
+
+
+def test_the_declarations_option_and_its_older_name_are_one():
+    from embedding_conformance.suites import declarations
+
+    assert declarations.ExpectationsError is declarations.DeclarationError

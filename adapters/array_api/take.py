@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedding_conformance.adapters.contract import Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, Translate, methods_of
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, Translate, methods_of
 
 _SOURCE = [
     "x = xp.asarray(table)",
@@ -45,9 +45,10 @@ CAPABILITIES = Capabilities(
 )
 
 
-def classify(exc: BaseException, ids_dtype: np.dtype | None = None) -> LookupFailure | None:
-    """The contract failure an array_api_strict exception stands for; ``ids_dtype``
-    tells a dtype refused for the ids from one refused for the table."""
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
+    """The contract failure an array_api_strict exception stands for; the call's ids'
+    dtype tells a dtype refused for the ids from one refused for the table."""
+    ids_dtype = call.ids_dtype
     msg = str(exc)
     for type_name, needle, cls in _MESSAGES:
         if type(exc).__name__ == type_name and needle in msg:
@@ -71,7 +72,7 @@ class ArrayApiStrictTake:
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         ns = {"xp": self.xp, "table": table, "ids": ids}
-        with Translate(lambda exc: classify(exc, ids.dtype), catch=(IndexError, ValueError, TypeError)):
+        with Translate(lambda exc: classify(exc, Call(ids)), catch=(IndexError, ValueError, TypeError)):
             exec(_CODE, ns)
         # array_api_strict wraps a NumPy array; np.asarray hands it over unchanged
         return np.asarray(ns["out"])

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
-from embedding_conformance.adapters.contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidTable, LookupFailure, methods_of
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, INT_DTYPES, InvalidTable, LookupFailure, methods_of
 from embedding_conformance.adapters.jax.take import translate_jax_error
 
 DEVICES = 4  # host devices of the plain clauses (the registry's XLA_FLAGS make four)
@@ -51,7 +51,7 @@ def _classify(exc: BaseException) -> LookupFailure | None:
     return translate_jax_error(exc)
 
 
-def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a JAX exception stands for (a snippet's replay uses it)."""
     return _classify(exc)
 

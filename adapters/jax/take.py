@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
-from embedding_conformance.adapters.contract import (FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidIds, InvalidTable, LookupFailure,
+from embedding_conformance.adapters.contract import (Call, Capabilities, Description, FLOAT_DTYPES, INT_DTYPES, InvalidIds, InvalidTable, LookupFailure,
                        OutOfRange, Translate, methods_of)
 
 _X64_NOTE = ("jax_enable_x64 is left at its default (False), as users get it: JAX narrows "
@@ -134,7 +134,7 @@ def describe(name: str) -> Description:
     return Description(methods_of(JaxTake), jax_capabilities())
 
 
-def classify(exc: BaseException, ids=None, sharded: bool = False) -> BaseException | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a JAX exception stands for (a snippet's replay uses it)."""
     return translate_jax_error(exc)
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
 from embedding_conformance.adapters.contract import (
+    Call,
     FLOAT_DTYPES,
     INT_DTYPES,
     Capabilities,
@@ -425,7 +426,7 @@ def describe(name: str) -> Description:
     return Description(methods_of(cls), capabilities(backend, mode))
 
 
-def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a Keras exception stands for (a snippet's replay uses it)."""
     return _translate(exc)
 

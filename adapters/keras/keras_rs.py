@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from embedding_conformance.adapters.contract import INT_DTYPES, Capabilities, Description, InvalidOffsets, LookupFailure
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, INT_DTYPES, InvalidOffsets, LookupFailure
 from embedding_conformance.adapters.tensorflow.embedding_lookup import translate as _translate_lookup
 from embedding_conformance.adapters.tensorflow.sparse import run_translated
 
@@ -142,8 +142,8 @@ def describe(name: str) -> Description:
     return Description(("lookup_bags", "grad_bags"), CAPS)
 
 
-def classify(exc: BaseException, ids_dtype=None) -> LookupFailure | None:
-    return translate(exc, ids_dtype)
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
+    return translate(exc, call.ids_dtype)
 
 
 def distributed_embedding() -> DistributedEmbeddingBag:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
-from embedding_conformance.adapters.contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidTable, LookupFailure, methods_of
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, INT_DTYPES, InvalidTable, LookupFailure, methods_of
 from embedding_conformance.adapters.jax.named_sharding import DEVICES, XLA_FLAGS
 from embedding_conformance.adapters.jax.named_sharding import classify as _jax_classify
 from embedding_conformance.adapters.keras.embedding import _translate
@@ -57,7 +57,7 @@ def _classify(exc: BaseException) -> LookupFailure | None:
     return _jax_classify(exc) or _translate(exc)
 
 
-def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure an exception stands for (a snippet's replay uses it)."""
     return _classify(exc)
 

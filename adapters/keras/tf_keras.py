@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
-from embedding_conformance.adapters.contract import FLOAT_DTYPES, INT_DTYPES, Capabilities, Description, InvalidIds, InvalidTable, OutOfRange
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, INT_DTYPES, InvalidIds, InvalidTable, OutOfRange
 
 _OUT_OF_RANGE = re.compile(r"indices(\[[\d,]*\])? = -?\d+ is not in \[0, \d+\)")
 # [one_hot] with 0-d ids: tf.one_hot gives a rank-1 tensor and tf.matmul takes only rank >= 2
@@ -222,7 +222,7 @@ def describe(name: str) -> Description:
     return Description(methods, capabilities(one_hot))
 
 
-def classify(exc: BaseException, ids=None, sharded: bool = False) -> BaseException | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a tf_keras exception stands for (a snippet's replay uses
     it); MatMul's rank error can only come from the [one_hot] variant."""
     adapter = TfKerasEmbedding.__new__(TfKerasEmbedding)

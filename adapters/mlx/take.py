@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from embedding_conformance.adapters.contract import FLOAT_DTYPES, Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, methods_of
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, InvalidIds, LookupFailure, OutOfRange, methods_of
 
 HELPERS = '''\
 def mx_array(a):
@@ -80,7 +80,7 @@ def child_lookup(name: str, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return local["to_numpy"](local["out"])
 
 
-def classify(exc: BaseException) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     if isinstance(exc, LookupFailure):
         return exc
     text = str(exc)

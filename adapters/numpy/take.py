@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedding_conformance.adapters.contract import Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, Translate, methods_of
+from embedding_conformance.adapters.toolkit.source import Source
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, Translate, methods_of
 
 # the call, as the snippet prints it and the adapter runs it
+SOURCE = Source("numpy.take", "import numpy as np\nimport ml_dtypes\nto_numpy = np.asarray\n")
 _CALL = "out = np.take(table, ids, axis=0)"
-_CODE = compile(_CALL, "<numpy.take call>", "exec")
 
 
-def classify(exc: BaseException) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a NumPy exception from ``np.take`` stands for."""
     msg = str(exc)
     if isinstance(exc, IndexError) and ("out of bounds" in msg or "non-empty take from an empty" in msg):
@@ -41,18 +42,14 @@ class NumpyTake:
     ))
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        ns = {"np": np, "table": table, "ids": ids}
         with Translate(classify, catch=(IndexError, TypeError)):
-            exec(_CODE, ns)
+            ns = SOURCE.run(_CALL, table=table, ids=ids)
         return np.asarray(ns["out"])
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
         if op != "lookup":
             raise ValueError(f"{self.name} has no operation {op!r}")
-        lines = ["import numpy as np", "import ml_dtypes"]
-        lines += [f"{k} = {v}" for k, v in args.items()]
-        lines += [_CALL, "result = out", "print(out.dtype, out.shape)", "print(repr(out))"]
-        return "\n".join(lines) + "\n"
+        return SOURCE.snippet(args, _CALL, ["print(out.dtype, out.shape)", "result = show('out', out)"])
 
 
 def describe(name: str) -> Description:

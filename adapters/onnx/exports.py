@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from embedding_conformance.adapters.contract import (FLOAT_DTYPES, Capabilities, Description, LookupFailure, OutOfRange, methods_of)
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, LookupFailure, OutOfRange, methods_of
 
 # --- the code a snippet prints and the adapter runs ------------------------------------
 
@@ -207,9 +207,9 @@ _RUNTIME_MESSAGES: tuple[tuple[str, str, type[LookupFailure]], ...] = (
 )
 
 
-def classify(exc: BaseException, ids_dtype: np.dtype | None = None) -> LookupFailure | None:
-    """The contract failure an exporter's or a runtime's exception stands for
-    (``ids_dtype``: the ids' dtype, which TensorFlow's dtype errors are read against)."""
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
+    """The contract failure an exporter's or a runtime's exception stands for (the call's
+    ids' dtype is what TensorFlow's dtype errors are read against)."""
     if isinstance(exc, LookupFailure):
         return exc
     text = str(exc)
@@ -223,19 +223,19 @@ def classify(exc: BaseException, ids_dtype: np.dtype | None = None) -> LookupFai
         # adapter's classify reads nn.EmbeddingBag's messages and then nn.Embedding's
         from embedding_conformance.adapters.torch.embedding_bag import classify as torch_classify
 
-        return torch_classify(exc)
+        return torch_classify(exc, call)
     # tf2onnx traces the tf.function: TensorFlow's own errors (a TypeError naming the
     # ids' dtype among GatherV2's allowed ones, ...)
     from embedding_conformance.adapters.tensorflow.embedding_lookup import translate
 
-    return translate(exc, None if ids_dtype is None else np.dtype(ids_dtype))
+    return translate(exc, call.ids_dtype)
 
 
 def translated(exc: Exception, ids: np.ndarray) -> Exception:
     """What an adapter raises for ``exc``: its contract failure, or ``exc`` itself."""
     if isinstance(exc, LookupFailure):
         return exc
-    failure = classify(exc, ids.dtype)
+    failure = classify(exc, Call(ids))
     if failure is None:
         return exc
     failure.__cause__ = exc

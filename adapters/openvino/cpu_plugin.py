@@ -23,24 +23,29 @@ from typing import Any
 
 import numpy as np
 
-from embedding_conformance.adapters.contract import Description, LookupFailure, methods_of
+from embedding_conformance.adapters.contract import Call, Description, LookupFailure, methods_of
+from embedding_conformance.adapters.toolkit import cpu
 from embedding_conformance.adapters.onnx.exports import ExportedBags, bag_snippet_source, exporter_capabilities, exports_for, load_source, snippet_source, translated
 from embedding_conformance.adapters.onnx.exports import classify as onnx_classify
 
-RUNNERS = {
-    "openvino": '''\
+_RUNNER = '''\
 core = ov.Core()
+CONFIG = {config}
 
 
 def run(model, feeds):
-    compiled = core.compile_model(core.read_model(io.BytesIO(model.SerializeToString())), "CPU")
+    compiled = core.compile_model(core.read_model(io.BytesIO(model.SerializeToString())), "CPU", CONFIG)
     out = compiled(feeds)[compiled.output(0)]
     if compiled.output(0).get_element_type() == ov.Type.bf16:  # bfloat16 bits in a float16-typed array
         out = out.view(np.uint16).view(ml_dtypes.bfloat16)
     return np.asarray(out)
-''',
-}
-RUNNER_IMPORTS = {"openvino": ["import io", "import openvino as ov"]}
+'''
+# the CPU plugin's properties: its defaults, as users get it, and its documented f32 precision hint
+# ("To infer the model in f32 precision instead of half-precision on targets with native
+# half-precision support, set the ov::hint::inference_precision to ov::element::f32")
+CONFIGS = {"openvino": {}, "openvino[f32]": {"INFERENCE_PRECISION_HINT": "f32"}}
+RUNNERS = {key: _RUNNER.format(config=repr(config)) for key, config in CONFIGS.items()}
+RUNNER_IMPORTS = {key: ["import io", "import openvino as ov"] for key in CONFIGS}
 
 CAPABILITIES = exporter_capabilities("torch.onnx", ("onnx", "onnxscript", "torch"), (
     "Core.read_model of the exported ONNX model (io.BytesIO), Core.compile_model(model, 'CPU') with "
@@ -48,27 +53,49 @@ CAPABILITIES = exporter_capabilities("torch.onnx", ("onnx", "onnxscript", "torch
 ))
 
 
-def classify(exc: BaseException) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure an exception of the export or of OpenVINO stands for."""
-    return onnx_classify(exc)
+    return onnx_classify(exc, call)
 
 
 _runner: dict[str, Any] = {}
 
 
-def child_run(model, feeds) -> np.ndarray:
-    """Runs in the child process: the very ``run`` a snippet prints."""
-    run = _runner.get("run")
+def child(op: str, key: str, *args):
+    """Runs in the child process: ``run`` (the very ``run`` a snippet prints, with the column's
+    properties) or ``facts``."""
+    if op == "facts":
+        return child_facts(CONFIGS[key])
+    run = _runner.get(key)
     if run is None:
-        run = _runner["run"] = load_source(RUNNERS["openvino"], ["import numpy as np", "import ml_dtypes",
-                                                                *RUNNER_IMPORTS["openvino"]])["run"]
-    return run(model, feeds)
+        run = _runner[key] = load_source(RUNNERS[key], ["import numpy as np", "import ml_dtypes",
+                                                        *RUNNER_IMPORTS[key]])["run"]
+    return run(*args)
+
+
+def child_facts(config: dict) -> dict[str, int | str]:
+    """What the CPU plugin decides by the machine: the inference precision it resolves for these
+    properties (read from a compiled probe: the plugin-wide property is resolved only at
+    compile time), and whether it holds bfloat16 / float16 constants natively (its capabilities:
+    BF16, or WINOGRAD for AVX-512, mean native bfloat16; FP16 native float16)."""
+    import openvino as ov
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    core = ov.Core()
+    caps = set(core.get_property("CPU", props.device.capabilities))
+    p = ov.opset13.parameter([1], ov.Type.f32)
+    probe = core.compile_model(ov.Model([ov.opset13.relu(p)], [p]), "CPU", config)
+    return {"openvino.inference_precision": probe.get_property(hints.inference_precision).get_type_name(),
+            "openvino.bf16_native": int(bool(caps & {"BF16", "WINOGRAD"})),
+            "openvino.f16_native": int("FP16" in caps), **cpu.facts()}
 
 
 class OpenVinoLookup(ExportedBags):
     name = "openvino[torch.onnx]"
     framework = "openvino"
     capabilities = CAPABILITIES
+    runner = "openvino"
 
     def __init__(self):
         from embedding_conformance.adapters.toolkit.isolation import Isolated
@@ -76,9 +103,18 @@ class OpenVinoLookup(ExportedBags):
         # OpenVINO's CPU plugin kills its process with SIGFPE on some valid inputs: every
         # compile and run happens in a child process (adapters/toolkit/isolation.py), so the worker
         # it shares with the other torch.onnx columns (and their exports) survives it
-        self._run = Isolated(__name__, "child_run", preload=("openvino",), label="OpenVINO (CPU plugin)")
-        self._run.ready()
+        self._child = Isolated(__name__, "child", preload=("openvino",), label="OpenVINO (CPU plugin)")
+        self._child.ready()
         self._exports = exports_for("torch.onnx")
+        self._facts: dict | None = None
+
+    def _run(self, model, feeds):
+        return self._child("run", self.runner, model, feeds)
+
+    def environment(self) -> dict[str, int | str]:
+        if self._facts is None:
+            self._facts = self._child("facts", self.runner)
+        return self._facts
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         try:
@@ -89,10 +125,17 @@ class OpenVinoLookup(ExportedBags):
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
         if op in ("lookup_bags", "lookup_bags_padded"):
-            return bag_snippet_source("openvino", args, op == "lookup_bags_padded", RUNNERS, RUNNER_IMPORTS)
+            return bag_snippet_source(self.runner, args, op == "lookup_bags_padded", RUNNERS, RUNNER_IMPORTS)
         if op != "lookup":
             raise ValueError(f"{self.name} has no operation {op!r}")
-        return snippet_source("openvino", "torch.onnx", args, RUNNERS, RUNNER_IMPORTS)
+        return snippet_source(self.runner, "torch.onnx", args, RUNNERS, RUNNER_IMPORTS)
+
+
+class OpenVinoLookupF32(OpenVinoLookup):
+    """The same with the CPU plugin's documented f32 inference precision hint."""
+
+    name = "openvino[torch.onnx][f32]"
+    runner = "openvino[f32]"
 
 
 def describe(name: str) -> Description:
@@ -101,3 +144,7 @@ def describe(name: str) -> Description:
 
 def openvino_torch() -> OpenVinoLookup:
     return OpenVinoLookup()
+
+
+def openvino_torch_f32() -> OpenVinoLookupF32:
+    return OpenVinoLookupF32()

@@ -74,28 +74,29 @@ Behaviour models are named steps, composed with the plain lookup's (adapters/spe
   rows fails out_of_range (safe_embedding_lookup_sparse with default_id=V - 1);
 - ``flush_subnormals``: subnormal table elements read as zeros of their sign, in every
   bag (a kernel run with denormals flushed: TensorFlow's sparse segment reductions);
-- ``nan_payload_lost``: a NaN may come back with any sign and payload, even from a bag of
-  one id (a reduction that adds it to something: the result is compared as
-  ``oracle.AnyNaN``, NaN where NaN, zeros by value, every other element bit for bit);
-  float16 excepted: computed in float32, where its subnormals are normal numbers;
 - ``sum_from_zero``: a bag of one id under sum, mean or sqrtn comes back as +0.0 + row:
   -0.0 becomes +0.0 and a signalling NaN is quieted (an accumulator that starts at zero:
   torch's embedding_bag).
+
+A framework's own bag steps (which NaN a kernel's vector lanes give, what its widening
+does) live in its folder and register here (``register``): *readers* change a bag's rows
+as the kernel reads them, *finishers* the pooled result.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
-from embedding_conformance.adapters.spec import oracle
+from embedding_conformance.adapters.spec import oracle, steps
 from embedding_conformance.adapters.contract import COMBINERS, INT_DTYPES, InvalidIds, InvalidOffsets, LookupFailure, OutOfRange
 from embedding_conformance.adapters.spec.training import Bounded, bounded, eps
 
 STEPS = ("drop_negative_ids", "drop_nonpositive_weights", "drop_trailing_empty_bags", "float32_output",
          "bfloat16_held_as_float16", "no_bags_fail", "no_ids_fail", "last_offset_unread", "values_past_last_offset_unread",
-         "empty_bag_reads_row_0", "empty_bag_default_row", "flush_subnormals", "nan_payload_lost", "sum_from_zero")
+         "empty_bag_reads_row_0", "empty_bag_default_row", "flush_subnormals", "sum_from_zero")
 MODELS = STEPS
 
 _U64 = 2.0**-53
@@ -162,6 +163,9 @@ def _prepared(table, values, offsets, weights, combiner, model, padding_idx=None
     oracle.validate_table(table)
     lookup_model = [m for m in model if m in oracle.MODELS]
     values = np.asarray(values)
+    for m in lookup_model:  # a runtime that refuses the model itself does so before reading the offsets
+        if m in oracle.TRANSFORMS and steps.STEPS[m].first:
+            oracle.TRANSFORMS[m](table, values)
     offs = check_offsets(offsets, values.shape[0] if values.ndim else 1, model)
     # the model's id transforms (e.g. float ids truncated) come before the ids' own check
     table, values = oracle._transformed(table, values, lookup_model)
@@ -323,12 +327,42 @@ def _flushed(table: np.ndarray) -> np.ndarray:
     return out.view(table.dtype)
 
 
+@dataclass(frozen=True)
+class Bags:
+    """What a framework's bag step may read besides the result: the table (after the model's
+    transforms), each bag's size, the combiner and whether weights were given."""
+
+    table: np.ndarray
+    sizes: np.ndarray
+    combiner: str
+    weighted: bool
+    exact: np.ndarray  # (B, *row) True where the result is compared bit for bit (a bag of one id, weight 1)
+
+
+# A framework's own bag steps (registered from its folder, beside its Step in adapters/spec/steps.py):
+# readers change the rows of one bag as the kernel reads them, (rows, n ids, weighted) -> rows;
+# finishers change the pooled result, (value, Bags) -> value.
+READERS: dict[str, Callable[[np.ndarray, int, bool], np.ndarray]] = {}
+FINISHERS: dict[str, Callable[[np.ndarray, "Bags"], np.ndarray]] = {}
+
+
+def register(kind: str, name: str, fn: Callable) -> None:
+    global MODELS, STEPS
+    target = {"reader": READERS, "finisher": FINISHERS}[kind]
+    if target.get(name, fn) is not fn:
+        raise ValueError(f"bag step {name} is registered twice")
+    target[name] = fn
+    if name not in STEPS:
+        STEPS = MODELS = STEPS + (name,)
+
+
 def _bags(table, plan, offs, w64, combiner, model):
     b = offs.shape[0] - 1
     if "empty_bag_reads_row_0" in model and table.shape[0] == 0 and (np.diff(offs) == 0).any():
         raise OutOfRange("an empty bag is given id 0, outside [0, 0)")
     if "flush_subnormals" in model:
         table = _flushed(table)
+    readers = [READERS[m] for m in model if m in READERS]
     out_dtype = np.dtype(np.float32) if "float32_output" in model else table.dtype
     row = table.shape[1:]
     value = np.zeros((b, *row), dtype=out_dtype)
@@ -337,14 +371,22 @@ def _bags(table, plan, offs, w64, combiner, model):
         lo, hi = int(offs[k]), int(offs[k + 1])
         if hi == lo:
             continue  # an empty bag: a zero row
-        rows = table[plan[lo:hi]]
+        rows = oracle._gather(table, plan[lo:hi])  # a model's fill codes (fill_zero, fill_nan) too
+        for read in readers:
+            rows = read(rows, hi - lo, w64 is not None)
         v, a = _pool(rows, None if w64 is None else w64[lo:hi], combiner, model)
         value[k] = v if v.dtype == out_dtype else v.astype(out_dtype)
         atol[k] = a
+    sizes = np.diff(offs)
+    ones = (sizes == 1) if w64 is None else np.array([hi - lo == 1 and w64[lo] == 1 for lo, hi in
+                                                       zip(offs[:-1], offs[1:])], dtype=bool)
     if "drop_trailing_empty_bags" in model:
-        sizes = np.diff(offs)
         last = int(np.flatnonzero(sizes)[-1]) + 1 if sizes.any() else 0
-        value, atol = value[:last], atol[:last]
+        value, atol, sizes, ones = value[:last], atol[:last], sizes[:last], ones[:last]
+    for step in model:
+        if step in FINISHERS:
+            exact = np.broadcast_to(ones.reshape((ones.shape[0],) + (1,) * len(row)), value.shape)
+            value = FINISHERS[step](value, Bags(table, sizes, combiner, w64 is not None, exact))
     return bounded(value, atol, any_zero_sign=True)
 
 

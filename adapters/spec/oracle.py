@@ -10,13 +10,14 @@ A behaviour model is a sequence of named steps. *Transforms* change the table
 or the ids before resolution (``truncate_float_ids``, ``ids_via_table_dtype``, ``bool_as_int``,
 ``narrow_to_int32``, ``cast_ids_to_int32``, ``cast_ids_to_int32_saturating``,
 ``float_ids_via_float32``, ``x64_off``, ``bf16_nan_as_ffff``, ``table_rows_fit_ids_dtype``,
-``uint64_as_int64``, ``uint64_ids_refused``, ``uint64_ids_refused_by_value``, ``ids_rank_one``,
-``tf2onnx_onnxruntime_refuses``, ``openvino_empty_table_fails``, ``onnxruntime_refuses_bfloat16``); *resolvers* claim some ids and
-say what comes back for them (``broadcast_single_row``, ``openvino_gather_nop``, ``wrap_negative``,
-``wrap_negative_in_id_dtype``, ``fill_nan``, ``fill_zero``, ``clip``), the first to claim an id
-wins; *finishers* change the result (``canonicalize_bf16_nan``, ``empty_table_returns_table``,
-``one_hot_matmul``, ``openvino_cpu_constants``). Ids no resolver claims are resolved by the
-contract. The contract itself is the empty model ``()``.
+``uint64_as_int64``, ``uint64_ids_refused``, ``uint64_ids_refused_by_value``, ``ids_rank_one``);
+*resolvers* claim some ids and say what comes back for them (``broadcast_single_row``,
+``wrap_negative``, ``wrap_negative_in_id_dtype``, ``fill_nan``, ``fill_zero``, ``clip``), the
+first to claim an id in the model's (canonical) order wins; *finishers* change the result
+(``canonicalize_bf16_nan``, ``empty_table_returns_table``, ``xla_bf16_via_f32``). Ids no
+resolver claims are resolved by the contract. The contract itself is the empty model ``()``.
+A framework's own steps live in its folder and register here (``register``); every step's
+place in the canonical order, group and pins are in adapters/spec/steps.py.
 
 Float ids meet two casts to int32 in the wild: C's (TensorFlow's and torch's CPU
 kernels: a value int32 cannot hold, NaN and infinities included, becomes INT_MIN, the
@@ -194,32 +195,10 @@ def _ids_rank_one(table, ids):
     return table, ids
 
 
-def _tf2onnx_onnxruntime_refuses(table, ids):
-    # tf2onnx declares a bfloat16 input FLOAT16 (its TF_TO_ONNX_DTYPE map) and writes a
-    # Gather with int16 indices, which ONNX's Gather does not take: onnxruntime refuses
-    # the feed or the model, for every id dtype TensorFlow converts (others fail earlier)
-    if ids.dtype.name in ("int16", "int32", "int64") and (
-            table.dtype.name == "bfloat16" or ids.dtype.name == "int16"):
-        raise LookupFailure(f"onnxruntime refuses the tf2onnx model of a {table.dtype.name} table "
-                            f"with {ids.dtype.name} ids")
-    return table, ids
 
 
-def _onnxruntime_refuses_bfloat16(table, ids):
-    # onnxruntime's CPU provider has no bfloat16 Mul (docs/OperatorKernels.md), and the
-    # torch.onnx export of nn.EmbeddingBag multiplies every gathered row: a bfloat16 table
-    # fails for any integer ids before one is read
-    if table.dtype.name == "bfloat16" and ids.dtype.kind in "iu":
-        raise LookupFailure("onnxruntime has no bfloat16 Mul kernel on CPU")
-    return table, ids
 
 
-def _openvino_empty_table_fails(table, ids):
-    # OpenVINO's ONNX frontend cannot convert a Gather from a constant with no rows
-    # ('Model wasn't fully converted ... Accessing out-of-range dimension'), whatever the ids
-    if table.shape[0] == 0 and ids.dtype.kind in "iu":
-        raise LookupFailure("OpenVINO's ONNX frontend cannot convert a Gather from a table with no rows")
-    return table, ids
 
 
 TRANSFORMS = {
@@ -237,9 +216,6 @@ TRANSFORMS = {
     "uint64_ids_refused": _uint64_ids_refused,
     "uint64_ids_refused_by_value": _uint64_ids_refused_by_value,
     "ids_rank_one": _ids_rank_one,
-    "tf2onnx_onnxruntime_refuses": _tf2onnx_onnxruntime_refuses,
-    "openvino_empty_table_fails": _openvino_empty_table_fails,
-    "onnxruntime_refuses_bfloat16": _onnxruntime_refuses_bfloat16,
 }
 
 
@@ -286,17 +262,10 @@ def _broadcast_single_row(ids: np.ndarray, v: int):
     return claimed, np.zeros(ids.shape, dtype=np.int64)
 
 
-def _openvino_gather_nop(ids: np.ndarray, v: int):
-    # OpenVINO's EliminateGather pass drops a Gather whose data has one row along the axis
-    # and whose output has the data's shape (case_1 of simplify_gather): one id on a
-    # one-row table returns the table, whatever the id
-    claimed = np.full(ids.shape, v == 1 and ids.shape == (1,))
-    return claimed, np.zeros(ids.shape, dtype=np.int64)
 
 
 RESOLVERS = {
     "broadcast_single_row": _broadcast_single_row,
-    "openvino_gather_nop": _openvino_gather_nop,
     "wrap_negative": _wrap_negative,
     "wrap_negative_in_id_dtype": None,  # built per ids dtype (_wrap_in)
     "fill_nan": _fill(FILL_NAN),
@@ -324,79 +293,43 @@ def _canonicalize_bf16_nan(table, ids, out):
     return bits.view(out.dtype)
 
 
+# XLA on CPU (TensorFlow 2.21's and jaxlib 0.10.2's LLVM) sometimes carries a bfloat16 result
+# through float32 and converts it back in software (without AVX512_BF16): every NaN becomes the
+# canonical 0x7fc0 with its sign, nothing else changes. Which gathers do is a matter of shapes alone
+# (ids dtype, values, table values and compile history make no difference; a result converts whole
+# or not at all): a one-row table becomes a broadcast, whose bfloat16 load LLVM hoists out of its
+# loops (and then stores through __truncsfbf2) when the row's loop is fully unrolled; a gather from
+# a 1-D table of 2 to 4 rows becomes a chain of float32 selects. LLVM's full-unroll limits are 74
+# row elements and 99 scalar stores.
+_UNROLL_ROW, _UNROLL_SCALAR = 74, 99
+
+
+def xla_broadcast_converts(row: tuple[int, ...], ids_shape: tuple[int, ...]) -> bool:
+    """Whether XLA's broadcast of one row to ids_shape + row goes through float32."""
+    if 0 in row or 0 in ids_shape:
+        return False
+    r, n = [s for s in row if s != 1], [s for s in ids_shape if s != 1]
+    if not r:  # one element: loaded once before the loops, stored in them
+        return len(n) >= 2 or (len(n) == 1 and n[0] > _UNROLL_SCALAR)
+    if len(r) == 1:  # one row dimension: its loads are hoisted once the row's loop is unrolled
+        return bool(n) and r[0] <= _UNROLL_ROW
+    return r == [2, 2] and bool(n)  # LLVM removes the 2-trip loop around a 2-element unrolled row
+
+
+def xla_gather_converts(table_shape: tuple[int, ...], ids_shape: tuple[int, ...]) -> bool:
+    """Whether XLA's gather of ids_shape ids from a table of table_shape goes through float32."""
+    v, row = table_shape[0], tuple(table_shape[1:])
+    if v == 0 or 0 in row or 0 in ids_shape:
+        return False
+    if v == 1:
+        return xla_broadcast_converts(row, tuple(ids_shape))
+    return 2 <= v <= 4 and not row  # AlgebraicSimplifier: a small 1-D gather becomes selects in float32
+
+
 def _xla_bf16_via_f32(table, ids, out):
-    # XLA on CPU moves bfloat16 through float32 for some gathers (a one-row table
-    # becomes a broadcast, some shapes a dynamic slice: the compiler's choice) and
-    # converts back with the CPU's instruction where it has one (AVX512_BF16: a
-    # subnormal flushed to a zero of its sign, a NaN quieted keeping its payload) or in
-    # software (subnormals kept, every NaN the canonical 0x7fc0 with its sign). Those
-    # elements may come back as they were or as any of these; every other element
-    # bit-exact (adapters/toolkit/cpu.py).
-    if out.dtype.name != "bfloat16":
+    if out.dtype.name != "bfloat16" or not xla_gather_converts(table.shape, np.shape(ids)):
         return out
-    bits = out.view(np.uint16)
-    nan, subnormal = _bf16_classes(bits)
-    if not (subnormal.any() or nan.any()):
-        return out
-    quiet, canonical = bits.copy(), bits.copy()
-    for alt in (quiet, canonical):
-        alt[subnormal] &= 0x8000
-    quiet[nan] |= 0x0040
-    canonical[nan] = (canonical[nan] & 0x8000) | 0x7FC0
-    either = out.view(EitherBits)
-    either.alts = (quiet.view(out.dtype), canonical.view(out.dtype))
-    return either
-
-
-_FLT_MAX = float(np.finfo(np.float32).max)
-
-
-# (exponent, mantissa) bit masks
-_MASKS = {"float32": (0x7F800000, 0x007FFFFF), "bfloat16": (0x7F80, 0x007F)}
-
-
-def _has_subnormal(a: np.ndarray) -> bool:
-    exponent, mantissa = _MASKS[a.dtype.name]
-    bits = a.view(_bits_dtype(a.dtype))
-    return bool((((bits & exponent) == 0) & ((bits & mantissa) != 0)).any())
-
-
-def _flush_zero_exponent(a: np.ndarray) -> np.ndarray:
-    exponent, _ = _MASKS[a.dtype.name]
-    bits = a.view(_bits_dtype(a.dtype)).copy()
-    bits[(bits & exponent) == 0] = 0
-    return bits.view(a.dtype)
-
-
-def _via_float32_clamped(a: np.ndarray) -> np.ndarray:
-    # float64 -> float32 as OpenVINO converts a constant: clamped to +-FLT_MAX (infinities
-    # too), then the hardware conversion (round to nearest even; NaNs quieted, sign and top
-    # payload bits kept)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.where(np.isnan(a), a, np.clip(a, -_FLT_MAX, _FLT_MAX)).astype(np.float32)
-
-
-def _openvino_cpu_constants(table, ids, out):
-    # OpenVINO's CPU plugin holds the table as a constant of the compiled model. A float32
-    # or bfloat16 constant holding any subnormal is flushed: each element with a zero
-    # exponent (subnormals and -0.0) becomes +0.0; one without subnormals is kept. A float16
-    # constant is computed in float32, so signalling NaNs come back quiet. A float64
-    # constant is converted to float32 (_via_float32_clamped), flushed as a float32 one,
-    # and the result converted back.
-    name = out.dtype.name
-    if name in ("float32", "bfloat16"):
-        return _flush_zero_exponent(out) if _has_subnormal(table) else out
-    if name == "float16":
-        bits = out.view(np.uint16).copy()
-        nan = ((bits & 0x7C00) == 0x7C00) & ((bits & 0x03FF) != 0)
-        bits[nan] |= 0x0200
-        return bits.view(out.dtype)
-    if name == "float64":
-        narrow = _via_float32_clamped(out)
-        if _has_subnormal(_via_float32_clamped(table)):
-            narrow = _flush_zero_exponent(narrow)
-        return narrow.astype(np.float64)
-    return out
+    return _canonicalize_bf16_nan(table, ids, out)
 
 
 def _empty_table_returns_table(table, ids, out):
@@ -408,7 +341,6 @@ FINISHERS = {
     "canonicalize_bf16_nan": _canonicalize_bf16_nan,
     "empty_table_returns_table": _empty_table_returns_table,
     "xla_bf16_via_f32": _xla_bf16_via_f32,
-    "openvino_cpu_constants": _openvino_cpu_constants,
 }
 
 # --- steps of sharded lookups on distributed engines, which depend on the number of devices
@@ -471,9 +403,23 @@ def _allreduce_zero_sum_xla(table, ids, out, n):
 _LAYOUT_BITS = {"float16": (5, 10), "bfloat16": (8, 7), "float32": (8, 23), "float64": (11, 52)}
 DEVICE_FINISHERS = {"allreduce_zero_sum_xla": _allreduce_zero_sum_xla}
 
-MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + ("one_hot_matmul", "unchecked_empty_rows",
-                                                                            "xla_empty_table_zero_slice") \
+# steps the lookup reads by name rather than through the dicts above
+SPECIAL = ("one_hot_matmul", "unchecked_empty_rows", "xla_empty_table_zero_slice")
+MODELS = tuple(TRANSFORMS) + tuple(RESOLVERS) + tuple(FINISHERS) + SPECIAL \
     + tuple(DEVICE_COUNTS) + tuple(DEVICE_TRANSFORMS) + tuple(DEVICE_FINISHERS)
+
+
+def register(kind: str, name: str, fn) -> None:
+    """A framework's own step (from its folder, beside its Step in adapters/spec/steps.py):
+    ``kind`` is "transform" (table, ids) -> (table, ids), "resolver" (ids, V) -> (mask, rows)
+    or "finisher" (table, ids, out) -> out."""
+    global MODELS
+    target = {"transform": TRANSFORMS, "resolver": RESOLVERS, "finisher": FINISHERS}[kind]
+    if target.get(name, fn) is not fn:
+        raise ValueError(f"lookup step {name} is registered twice")
+    target[name] = fn
+    if name not in MODELS:
+        MODELS = MODELS + (name,)
 
 
 def check_model(model: Model) -> None:
@@ -547,9 +493,8 @@ def lookup(table: np.ndarray, ids: np.ndarray, model: Model = CONTRACT) -> np.nd
     if "broadcast_single_row" in model and table.shape[0] == 1:
         table, ids, _ = resolve(table, ids, model)  # the ids' dtype checked, 0-d ids refused
         out = _gather(table, np.zeros(np.shape(ids), dtype=np.int64))
-        # one element moves as it is; a broadcast of more takes bfloat16 through float32
-        # in XLA's code, with the CPU's conversion (adapters/toolkit/cpu.py)
-        return out if np.size(ids) == 1 else _xla_bf16_via_f32(table, ids, out)
+        # XLA's broadcast of the row, through float32 for some shapes (xla_bf16_via_f32)
+        return _xla_bf16_via_f32(table, ids, out) if "xla_bf16_via_f32" in model else out
     table, ids, plan = resolve(table, ids, model)
     out = _gather(table, plan)
     for step in model:
@@ -586,17 +531,6 @@ def one_hot_product(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     flat = table.reshape(v, -1).astype(np.float64)  # exact: one term is non-zero
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN: that is the point of E6
         return (hot @ flat).astype(table.dtype).reshape(np.shape(ids) + table.shape[1:])
-
-
-class EitherBits(np.ndarray):
-    """An expected result where each element may come back as its own bits or as
-    those of the same element of one of ``alts`` (a model naming a few outcomes,
-    element by element)."""
-
-    alts: tuple = ()
-
-    def __array_finalize__(self, obj):
-        self.alts = getattr(obj, "alts", ())
 
 
 class AnyNaN(np.ndarray):

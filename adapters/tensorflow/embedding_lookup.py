@@ -40,7 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
-from embedding_conformance.adapters.contract import (FLOAT_DTYPES, Capabilities, Description, InvalidIds, InvalidShards, InvalidTable, LookupFailure,
+from embedding_conformance.adapters.contract import (Call, Capabilities, Description, FLOAT_DTYPES, InvalidIds, InvalidShards, InvalidTable, LookupFailure,
                        OutOfRange, Translate)
 
 _tf = None
@@ -484,10 +484,10 @@ def describe(name: str) -> Description:
     return Description(v.methods, v.capabilities)
 
 
-def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a TensorFlow exception stands for (a snippet's replay uses
     it), given the ids the call was handed (their dtype names an InvalidIds)."""
-    return translate(exc, np.asarray(ids).dtype if isinstance(ids, np.ndarray) else None, sharded)
+    return translate(exc, call.ids_dtype, call.sharded)
 
 
 def embedding_lookup() -> TFEmbedding:

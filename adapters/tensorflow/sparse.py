@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from embedding_conformance.adapters.contract import FLOAT_DTYPES, Capabilities, Description, InvalidOffsets, LookupFailure, OutOfRange, Translate
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, InvalidOffsets, LookupFailure, OutOfRange, Translate
 from embedding_conformance.adapters.tensorflow.embedding_lookup import _import_tf, translate as _translate_lookup
 
 
@@ -157,9 +157,9 @@ def describe(name: str) -> Description:
     return Description(("lookup_bags", "grad_bags"), VARIANTS[name].capabilities)
 
 
-def classify(exc: BaseException, ids_dtype: np.dtype | None = None) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a TensorFlow exception stands for (a snippet's replay uses it)."""
-    return translate(exc, ids_dtype)
+    return translate(exc, call.ids_dtype)
 
 
 def embedding_lookup_sparse() -> TFBag:

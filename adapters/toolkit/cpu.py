@@ -25,4 +25,7 @@ def flags() -> frozenset[str]:
 
 
 def facts() -> dict[str, int]:
-    return {"cpu.avx512_bf16": int("avx512_bf16" in flags())}
+    """The CPU features that decide a framework's bfloat16 arithmetic (as 0 or 1)."""
+    have = flags()
+    return {"cpu.avx512_bf16": int("avx512_bf16" in have), "cpu.amx_bf16": int("amx_bf16" in have),
+            "cpu.avx512_core": int({"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= have)}

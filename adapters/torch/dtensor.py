@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from embedding_conformance.adapters.contract import Capabilities, Description, LookupFailure, methods_of
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, LookupFailure, methods_of
 from embedding_conformance.adapters.torch.embedding import _BASE_NOTES, _ID_DTYPES, _SNIPPET_HELPERS, _failure
 
 WORLD = 4  # ranks in the pool: meshes of 1..4 ranks
@@ -502,7 +502,7 @@ def describe(name: str) -> Description:
     return Description(methods_of(DTensorEmbedding), capabilities(*_KINDS[name]))
 
 
-def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a torch exception stands for (a snippet's replay uses it); ranks
     that disagree are a framework failure of no contract kind, as the adapter reports them."""
     if str(exc).startswith("the ranks disagree"):

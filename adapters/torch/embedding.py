@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from embedding_conformance.adapters.contract import Capabilities, InvalidIds, InvalidTable, LookupFailure, OutOfRange, Translate, describer
+from embedding_conformance.adapters.contract import Call, Capabilities, InvalidIds, InvalidTable, LookupFailure, OutOfRange, Translate, describer
 
 _TABLE_NDIMS = (2,)
 _ID_DTYPES = ("int32", "int64")
@@ -537,7 +537,7 @@ _CLASSES = {
 describe = describer(_CLASSES)  # what a built-in offers, without importing torch
 
 
-def classify(exc: BaseException, ids: Any = None, sharded: bool = False) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a torch exception stands for (a snippet's replay uses it)."""
     return _failure(exc)
 

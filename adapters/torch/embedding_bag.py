@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from embedding_conformance.adapters.contract import Capabilities, InvalidIds, InvalidOffsets, InvalidTable, LookupFailure, OutOfRange, Translate, describer
+from embedding_conformance.adapters.contract import Call, Capabilities, InvalidIds, InvalidOffsets, InvalidTable, LookupFailure, OutOfRange, Translate, describer
 from embedding_conformance.adapters.torch.embedding import (_SNIPPET_HELPERS, _dynamo_stats, _failure as _lookup_failure, _shape_key, _to_numpy,
                             _to_torch, _torch, match_message, run_source)
 
@@ -332,7 +332,7 @@ _CLASSES = {
 describe = describer(_CLASSES)  # what a built-in offers, without importing torch
 
 
-def classify(exc: BaseException) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a torch exception stands for (a snippet's replay uses it)."""
     return _failure(exc)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 
-from embedding_conformance.adapters.contract import Capabilities, Description, InvalidOffsets, LookupFailure, Translate
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, InvalidOffsets, LookupFailure, Translate
 from embedding_conformance.adapters.torch.embedding import _SNIPPET_HELPERS, _to_numpy, _to_torch, match_message, run_source
 from embedding_conformance.adapters.torch.embedding_bag import _failure as _torch_failure
 
@@ -144,7 +144,7 @@ def describe(name: str) -> Description:
     return Description(("lookup_bags", "grad_bags"), CAPS)
 
 
-def classify(exc: BaseException) -> LookupFailure | None:
+def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     return _failure(exc)
 
 

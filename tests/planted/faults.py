@@ -14,7 +14,7 @@ import numpy as np
 from embedding_conformance.adapters.spec import oracle
 from embedding_conformance.adapters.spec import partition
 from embedding_conformance.adapters.spec import training
-from embedding_conformance.adapters.contract import Capabilities, InvalidIds, InvalidShards, OutOfRange
+from embedding_conformance.adapters.contract import Capabilities, InvalidIds, InvalidShards, LookupFailure, OutOfRange
 
 
 class Planted:
@@ -720,9 +720,46 @@ class ModeSplitCompiled(ModeSplit):
     compiled = True
 
 
+# --- the judging rules: a model held exactly, an acknowledgement pinned to its inputs -----------
+
+class CanonicalNaNExceptFloat16(Planted):
+    """Declared to return bfloat16 NaNs canonical (canonicalize_bf16_nan), which it does, but it
+    also quiets float16 signalling NaNs, which its model keeps: one dtype's NaN payloads break
+    the model. The rows of every other input follow it."""
+    breaks = "rows.exact"
+    declared = True
+
+    def lookup(self, table, ids):
+        out = oracle.lookup(table, ids, ["canonicalize_bf16_nan"])
+        if out.dtype == np.float16:
+            bits = out.view(np.uint16).copy()
+            bits[((bits & 0x7C00) == 0x7C00) & ((bits & 0x03FF) != 0)] |= 0x0200
+            return bits.view(np.float16)
+        return out
+
+
+class CrashesOnEmptyIdsAndQuietsNaN(Planted):
+    """Fails on zero-size ids (acknowledged in tests/planted/expectations.toml) and, on every
+    other input, quiets float32 signalling NaNs: a second departure on the same clause, which
+    the acknowledgement does not cover."""
+    breaks = "rows.exact"
+    declared = True
+
+    def lookup(self, table, ids):
+        if np.size(ids) == 0:
+            raise LookupFailure("no ids: the planted kernel fails")
+        out = oracle.lookup(table, ids)
+        if out.dtype == np.float32:
+            bits = out.view(np.uint32).copy()
+            bits[((bits & 0x7F800000) == 0x7F800000) & ((bits & 0x007FFFFF) != 0)] |= 0x00400000
+            return bits.view(np.float32)
+        return out
+
+
 ALL = [cls for cls in list(globals().values())
        if isinstance(cls, type) and issubclass(cls, Planted) and cls.breaks]
 
 
 def clauses_broken(cls) -> tuple[str, ...]:
     return tuple(c for c in ((cls.breaks,) if isinstance(cls.breaks, str) else cls.breaks) if c)
+
