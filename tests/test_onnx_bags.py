@@ -1,7 +1,7 @@
 """The torch.onnx columns' bags (nn.EmbeddingBag exported with torch.onnx.export(dynamo=True)):
 the cached export (new tables through ONNXProgram.apply_weights) is the model a fresh export
 gives, a snippet reproduces the adapter's bits in a fresh process, and each departure declared
-in suites/divergences/runtimes.toml shows on the minimal input its note names (observed with
+in adapters/onnx/declarations.toml shows on the minimal input its note names (observed with
 torch 2.13.0, onnxscript 0.7.2, onnx 1.23.2, onnxruntime 1.31.1, openvino 2026.4.1)."""
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_a_bag_snippet_reproduces_the_adapter_standalone(columns, tmp_path):
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "onnx.reference"])
 def test_a_float64_table_is_pooled_in_float32(columns, runtime):
-    # runtimes.toml: torchlib casts the gathered rows to FLOAT (onnxruntime#16846)
+    # adapters/onnx/declarations.toml: torchlib casts the gathered rows to FLOAT (onnxruntime#16846)
     table = np.array([[1 / 3]], dtype=np.float64)
     for combiner in ("sum", "mean", "max"):
         out = columns[runtime].lookup_bags(table, np.array([0], I64), np.array([0, 1], I64), None, combiner)

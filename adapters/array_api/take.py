@@ -7,7 +7,7 @@ last element, and out-of-bounds behaviour is unspecified. array_api_strict takes
 only the standard's data types, so float16 and bfloat16 tables cannot be built
 (``TypeError: The array_api_strict namespace does not support the dtype``): its
 capabilities say so. Its departures (1-D ids only, negative ids wrap) are declared
-in suites/divergences/runtimes.toml.
+in adapters/array_api/declarations.toml.
 
 array_api_strict is imported lazily.
 """
@@ -16,13 +16,21 @@ from __future__ import annotations
 import numpy as np
 
 from embedding_conformance.adapters.contract import Call, Capabilities, Description, InvalidIds, LookupFailure, OutOfRange, Translate, methods_of
+from embedding_conformance.adapters.toolkit.source import Source
 
-_SOURCE = [
+SOURCE = Source("array_api_strict", """\
+import numpy as np
+import ml_dtypes
+import array_api_strict as xp
+
+to_numpy = np.asarray  # array_api_strict wraps a NumPy array; np.asarray hands it over unchanged
+""")
+# the call, as the adapter runs it and a snippet prints it
+_CALL = [
     "x = xp.asarray(table)",
     "indices = xp.asarray(ids)",
     "out = xp.take(x, indices, axis=0)",
 ]
-_CODE = compile("\n".join(_SOURCE), "<array_api_strict call>", "exec")
 
 # (exception type name, substring) -> failure class, by what went wrong
 _MESSAGES: tuple[tuple[str, str, type[LookupFailure]], ...] = (
@@ -66,25 +74,17 @@ class ArrayApiStrictTake:
     capabilities = CAPABILITIES
 
     def __init__(self):
-        import array_api_strict
-
-        self.xp = array_api_strict
+        SOURCE.base()  # imports array_api_strict: one that does not import makes the adapter unavailable
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        ns = {"xp": self.xp, "table": table, "ids": ids}
         with Translate(lambda exc: classify(exc, Call(ids)), catch=(IndexError, ValueError, TypeError)):
-            exec(_CODE, ns)
-        # array_api_strict wraps a NumPy array; np.asarray hands it over unchanged
-        return np.asarray(ns["out"])
+            ns = SOURCE.run(_CALL, table=table, ids=ids)
+        return SOURCE.helper("to_numpy")(ns["out"])
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
         if op != "lookup":
             raise ValueError(f"{self.name} has no operation {op!r}")
-        lines = ["import numpy as np", "import ml_dtypes", "import array_api_strict as xp"]
-        lines += [f"{k} = {v}" for k, v in args.items()]
-        lines += _SOURCE + ["out = np.asarray(out)", "result = out", "print(out.dtype, out.shape)",
-                            "print(repr(out))"]
-        return "\n".join(lines) + "\n"
+        return SOURCE.snippet(args, _CALL, ["print(out.dtype, out.shape)", "result = show('out', out)"])
 
 
 def describe(name: str) -> Description:

@@ -14,21 +14,19 @@ jax_adapter.py). JAX refuses a sharding whose dimension the device count does no
 divide (``IndivisibleError``): that refusal is reported as InvalidTable, a table the
 sharded lookup does not take.
 
-Every call runs the very source lines ``snippet`` prints: ``_SETUP`` once per
-(op, devices), ``_CALL`` on each call.
+Every call runs the source its snippet prints (adapters/jax/source.py): the set-up
+(mesh, sharding, jitted function) once per (op, devices), the nnx layer once per
+(op, devices, table shape and dtype), the call each time.
 """
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
 from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, INT_DTYPES, InvalidTable, LookupFailure, methods_of
+from embedding_conformance.adapters.jax.source import DEVICES, FLAX_SHARDED, JAX_SHARDED, SET_DEVICES, XLA_FLAGS, Staged
 from embedding_conformance.adapters.jax.take import translate_jax_error
 
-DEVICES = 4  # host devices of the plain clauses (the registry's XLA_FLAGS make four)
-XLA_FLAGS = f"--xla_force_host_platform_device_count={DEVICES}"
 _SPEC = {"rows": 'P("x")', "cols": 'P(None, "x")'}  # P("x") shards axis 0 of a table of any rank
 _API_NAME = {"take": "jax.numpy.take", "nnx": "flax.nnx.Embed"}
 
@@ -46,7 +44,9 @@ def _classify(exc: BaseException) -> LookupFailure | None:
     text = str(exc)
     # device_put raises IndivisibleError, or for some ranks a ValueError wrapping its message
     if type(exc).__name__ == "IndivisibleError" or (
-            "incompatible with its sharding annotation" in text and "partitioned" in text):
+            "incompatible with its sharding annotation" in text and "partitioned" in text) or (
+            # jax 0.4: device_put's ValueError "... should be divisible by 4, but it is equal to 3"
+            "was given the sharding of NamedSharding" in text and "should be divisible by" in text):
         return InvalidTable(f"{type(exc).__name__}: {text[:400]}")
     return translate_jax_error(exc)
 
@@ -94,79 +94,30 @@ _NNX_LAYER = [
 _NAMES = {"rows": "('x', None)", "cols": "(None, 'x')"}
 
 
-def _call(api: str, axis: str, op: str) -> list[str]:
+def _call(api: str, op: str) -> list[str]:
     if api == "take":
         return (["placed = jax.device_put(table, sharding)"]
                 + (["out = fn(placed, ids, upstream)"] if op == "grad" else ["out = fn(placed, ids)"]))
-    # the layer is built (cached per shape and dtype by the adapter) and its param set to the placed table
+    # the layer is built (kept per shape and dtype) and its param set to the placed table
     return (["layer.embedding.value = jax.device_put(table, sharding)"]
             + (["out = fn(layer, ids, upstream)['embedding'].value"] if op == "grad" else ["out = fn(layer, ids)"]))
 
 
-class JaxSharded:
-    framework = "jax"
+def _stages(api: str, axis: str, op: str) -> list[list[str]]:
+    layer = [[ln.format(names=_NAMES[axis]) for ln in _NNX_LAYER]] if api == "nnx" else []
+    return [_setup(api, axis, op), *layer, _call(api, op)]
 
-    def __init__(self, api: str, axis: str):
-        import jax
-        import jax.numpy as jnp
-        from jax.sharding import Mesh, NamedSharding
-        from jax.sharding import PartitionSpec as P
 
-        self.api, self.axis = api, axis
-        self.name = f"{_API_NAME[api]}[NamedSharding-{axis}]"
-        self.framework = "flax" if api == "nnx" else "jax"
-        self.capabilities = capabilities(api, axis)
-        self._base: dict[str, Any] = {"jax": jax, "jnp": jnp, "np": np, "Mesh": Mesh, "NamedSharding": NamedSharding,
-                                      "P": P}
-        if api == "nnx":
-            from flax import nnx
+class OnDevices:
+    """The methods of an adapter whose table is sharded over host devices, all four for the
+    plain clauses: each is ``_on(op, devices, ...)`` ("lookup" or "grad"), and its snippet
+    the whole source of that op in ``_calls`` (a Staged), after the ``_before`` lines."""
 
-            self._base["nnx"] = nnx
-        if len(jax.devices()) < DEVICES:
-            raise RuntimeError(f"{len(jax.devices())} JAX devices, {DEVICES} needed: XLA_FLAGS={XLA_FLAGS} must be "
-                               f"set before jax is imported")
-        self._setups: dict[tuple, dict] = {}
-        self._layers: dict[tuple, Any] = {}
-        self._code: dict[str, Any] = {}
-
-    def environment(self) -> dict[str, int]:
-        return cpu.facts()
-
-    def _run(self, lines: list[str], ns: dict) -> dict:
-        src = "\n".join(lines)
-        code = self._code.get(src)
-        if code is None:
-            code = self._code[src] = compile(src, f"<{self.name}>", "exec")
-        exec(code, ns)
-        return ns
-
-    def _namespace(self, op: str, devices: int, table: np.ndarray) -> dict:
-        key = (op, devices)
-        setup = self._setups.get(key)
-        if setup is None:  # one jitted function per (op, devices): JAX caches its executables
-            setup = self._setups[key] = self._run(_setup(self.api, self.axis, op), {**self._base, "devices": devices})
-        ns = dict(setup)
-        if self.api == "nnx":
-            if table.ndim != 2:
-                raise InvalidTable(f"flax.nnx.Embed takes a 2-D table, got rank {table.ndim}")
-            lkey = (op, devices, table.shape, table.dtype.str)
-            layer = self._layers.get(lkey)
-            if layer is None:
-                self._run([ln.format(names=_NAMES[self.axis]) for ln in _NNX_LAYER], ns := {**ns, "table": table})
-                layer = self._layers[lkey] = ns["layer"]
-            ns["layer"] = layer
-        return ns
+    _calls: Staged
+    _before: tuple[str, ...] = ("import os", SET_DEVICES)
 
     def _on(self, op: str, devices: int, table: np.ndarray, ids: np.ndarray, upstream=None) -> np.ndarray:
-        try:
-            ns = self._namespace(op, devices, table)
-            ns.update(table=table, ids=ids, upstream=upstream)
-            return np.asarray(self._run(_call(self.api, self.axis, op), ns)["out"])
-        except (ValueError, IndexError, TypeError) as exc:
-            failure = _classify(exc)
-            if failure is None:
-                raise
-            raise failure from exc
+        raise NotImplementedError
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return self._on("lookup", DEVICES, table, ids)
@@ -178,25 +129,49 @@ class JaxSharded:
         return self._on("grad", DEVICES, table, ids, upstream)
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        kind = "grad" if op == "grad" else "lookup"
         if op not in ("lookup", "lookup_on_devices", "grad"):
             raise ValueError(f"{self.name} has no operation {op!r}")
-        lines = ["import os", f"os.environ['XLA_FLAGS'] = {XLA_FLAGS!r}  # four host devices, before jax is imported",
-                 "import numpy as np", "import ml_dtypes", "import jax", "import jax.numpy as jnp",
-                 "from jax.sharding import Mesh, NamedSharding, PartitionSpec as P"]
+        return self._calls.snippet("grad" if op == "grad" else "lookup", {"devices": str(DEVICES), **args},
+                                   before=self._before)
+
+
+class JaxSharded(OnDevices):
+    framework = "jax"
+
+    def __init__(self, api: str, axis: str):
+        self.api, self.axis = api, axis
+        self.name = f"{_API_NAME[api]}[NamedSharding-{axis}]"
+        self.framework = "flax" if api == "nnx" else "jax"
+        self.capabilities = capabilities(api, axis)
+        source = FLAX_SHARDED if api == "nnx" else JAX_SHARDED
+        made = [("mesh", "sharding", "fn")] + ([("layer",)] if api == "nnx" else [])
+        self._calls = Staged(source, {op: _stages(api, axis, op) for op in ("lookup", "grad")},
+                           {op: made for op in ("lookup", "grad")})
+        jax = source.helper("jax")  # imports jax (and flax)
+        if len(jax.devices()) < DEVICES:
+            raise RuntimeError(f"{len(jax.devices())} JAX devices, {DEVICES} needed: XLA_FLAGS={XLA_FLAGS} must be "
+                               f"set before jax is imported")
+        self._to_numpy = source.helper("to_numpy")
+
+    def environment(self) -> dict[str, int]:
+        return cpu.facts()
+
+    def _on(self, op: str, devices: int, table: np.ndarray, ids: np.ndarray, upstream=None) -> np.ndarray:
+        # one jitted function per (op, devices): JAX caches its executables; an nnx layer per
+        # (op, devices, table shape and dtype) (Staged keeps per op)
+        keys = [(devices,)]
         if self.api == "nnx":
-            lines.append("from flax import nnx")
-        lines.append("# jax_enable_x64 is left at its default (False), as in the adapter")
-        lines += [f"{k} = {v}" for k, v in args.items()]
-        if op != "lookup_on_devices":
-            lines.append(f"devices = {DEVICES}")
-        lines += _setup(self.api, self.axis, kind)
-        if self.api == "nnx":
-            lines += [ln.format(names=_NAMES[self.axis]) for ln in _NNX_LAYER]
-        lines += _call(self.api, self.axis, kind)
-        lines += ["out = np.asarray(out)", "result = out", "print(out.dtype, out.shape)", "print(repr(out))",
-                  "print([hex(b) for b in out.view(f'u{out.dtype.itemsize}').ravel().tolist()])"]
-        return "\n".join(lines) + "\n"
+            if table.ndim != 2:
+                raise InvalidTable(f"flax.nnx.Embed takes a 2-D table, got rank {table.ndim}")
+            keys.append((devices, table.shape, table.dtype.str))
+        try:
+            return self._to_numpy(self._calls.run(op, keys, devices=devices, table=table, ids=ids,
+                                                  upstream=upstream)["out"])
+        except (ValueError, IndexError, TypeError) as exc:
+            failure = _classify(exc)
+            if failure is None:
+                raise
+            raise failure from exc
 
 
 _KINDS = {f"{_API_NAME[api]}[NamedSharding-{axis}]": (api, axis) for api in ("take", "nnx") for axis in ("rows", "cols")}

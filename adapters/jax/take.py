@@ -5,7 +5,7 @@ for ``take`` means "fill": out-of-bound ids give NaN rows, negative ids in [-V, 
 wrap once). JAX is used as a user gets it by default: ``jax_enable_x64`` is left
 off, so JAX itself narrows int64/uint64 ids to int32/uint32 and float64 tables to
 float32. The adapter hands over the NumPy inputs unchanged and reports what comes
-back; those narrowings are the framework's answer (see suites/divergences/jax.toml).
+back; those narrowings are the framework's answer (see adapters/jax/declarations.toml).
 
 JAX is imported lazily: importing this module does not import jax.
 """
@@ -16,6 +16,7 @@ import numpy as np
 from embedding_conformance.adapters.toolkit import cpu
 from embedding_conformance.adapters.contract import (Call, Capabilities, Description, FLOAT_DTYPES, INT_DTYPES, InvalidIds, InvalidTable, LookupFailure,
                        OutOfRange, Translate, methods_of)
+from embedding_conformance.adapters.jax.source import JAX, Staged
 
 _X64_NOTE = ("jax_enable_x64 is left at its default (False), as users get it: JAX narrows "
              "int64/uint64 ids to int32/uint32 (mod 2**32) and float64 tables to float32")
@@ -41,12 +42,6 @@ def translate_jax_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-def to_numpy(out) -> np.ndarray:
-    # jax.Array -> numpy through JAX's own buffer protocol; bfloat16 arrives as
-    # ml_dtypes.bfloat16 (the dtype JAX itself uses), bits unchanged.
-    return np.asarray(out)
-
-
 def jax_capabilities(**changes) -> Capabilities:
     return Capabilities(
         table_dtypes=FLOAT_DTYPES,
@@ -57,76 +52,48 @@ def jax_capabilities(**changes) -> Capabilities:
     ).narrowed(**changes)
 
 
-def _fmt_snippet(body: list[str], args: dict[str, str], preamble: list[str]) -> str:
-    lines = ["import numpy as np", "import ml_dtypes", *preamble,
-             "# jax_enable_x64 is left at its default (False), as in the adapter"]
-    lines += [f"{k} = {v}" for k, v in args.items()]
-    lines += body
-    lines += [
-        "out = np.asarray(out)",
-        "result = out",
-        "print(out.dtype, out.shape)",
-        "print(repr(out))",
-        "if out.dtype.kind == 'f' or out.dtype.name == 'bfloat16':",
-        "    print([hex(b) for b in out.view(f'u{out.dtype.itemsize}').ravel().tolist()])",
-    ]
-    return "\n".join(lines) + "\n"
+_FN = {"lookup": "take", "grad": "take_grad"}  # the function each op's source makes
+
+
+def _stages(op: str, jit: bool) -> list[list[str]]:
+    """The source of ``op``: the function, made once per adapter (jitted, JAX caches one
+    executable per signature on it), then the call."""
+    if op == "lookup":
+        fn = ["def take(table, ids):", "    return jnp.take(table, ids, axis=0)"] + (["take = jax.jit(take)"] if jit else [])
+        return [fn, ["out = take(table, ids)"]]
+    fn = ["def loss(table, ids, upstream):", "    return jnp.sum(jnp.take(table, ids, axis=0) * upstream)",
+          "take_grad = jax.jit(jax.grad(loss))" if jit else "take_grad = jax.grad(loss)"]
+    return [fn, ["out = take_grad(table, ids, upstream)"]]
 
 
 class JaxTake:
     framework = "jax"
 
     def __init__(self, jit: bool):
-        import jax
-        import jax.numpy as jnp
-
         self.jit = jit
         self.name = "jax.numpy.take[jit]" if jit else "jax.numpy.take"
         self.capabilities = jax_capabilities()
-
-        def take(table, ids):
-            return jnp.take(table, ids, axis=0)
-
-        def loss(table, ids, upstream):
-            return jnp.sum(jnp.take(table, ids, axis=0) * upstream)
-
-        if jit:
-            # jax.jit caches one compiled executable per (shape, dtype) signature
-            self._take = jax.jit(take)
-            self._grad = jax.jit(jax.grad(loss))
-        else:
-            self._take = take
-            self._grad = jax.grad(loss)
+        self._calls = Staged(JAX, {op: _stages(op, jit) for op in _FN}, {op: [(fn,)] for op, fn in _FN.items()})
+        self._to_numpy = JAX.helper("to_numpy")  # imports jax
 
     def environment(self) -> dict[str, int]:
         # XLA's bfloat16 conversions follow the CPU (adapters/toolkit/cpu.py)
         return cpu.facts()
 
-    def _call(self, fn, *args):
+    def _call(self, op: str, **args) -> np.ndarray:
         with Translate(translate_jax_error, catch=(ValueError, IndexError, TypeError)):
-            return to_numpy(fn(*args))
+            return self._to_numpy(self._calls.run(op, (None,), **args)["out"])  # (None,): one function per adapter
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return self._call(self._take, table, ids)
+        return self._call("lookup", table=table, ids=ids)
 
     def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
-        return self._call(self._grad, table, ids, upstream)
+        return self._call("grad", table=table, ids=ids, upstream=upstream)
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        preamble = ["import jax", "import jax.numpy as jnp"]
-        if op == "lookup":
-            fn = ["def take(table, ids):", "    return jnp.take(table, ids, axis=0)"]
-            call = "take(table, ids)"
-        elif op == "grad":
-            fn = ["def loss(table, ids, upstream):",
-                  "    return jnp.sum(jnp.take(table, ids, axis=0) * upstream)",
-                  "take_grad = jax.grad(loss)"]
-            call = "take_grad(table, ids, upstream)"
-        else:
+        if op not in _FN:
             raise ValueError(f"{self.name} has no operation {op!r}")
-        if self.jit:
-            fn.append("take = jax.jit(take)" if op == "lookup" else "take_grad = jax.jit(take_grad)")
-        return _fmt_snippet(fn + [f"out = {call}"], args, preamble)
+        return self._calls.snippet(op, args)
 
 
 def describe(name: str) -> Description:

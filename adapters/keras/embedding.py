@@ -31,21 +31,24 @@ kernel per table shape, about 0.1 s a layer) and its weights loaded the document
 way, ``layer.set_weights([table])``, on every backend: what a user loading a
 pretrained table does. (On torch that route carries a bfloat16 table through
 float32, and every NaN comes back as 0xffff: a departure of Keras's, declared in
-suites/divergences/keras.toml, not something the adapter may route around.) The
+adapters/keras/declarations.toml, not something the adapter may route around.) The
 other documented ways (``weights=``, ``embeddings.assign``) are the table.load
-clause's (``lookup_loaded``). Layers and models are cached per (V, D, dtype,
-mask_zero) and the weights set again only when the table's bits change. Nothing
-here imports keras or a backend at module level.
+clause's (``lookup_loaded``). Every call runs the source its snippet prints
+(adapters/keras/source.py): layers and models are kept per (op, V, D, dtype), the
+first call of each runs the whole text, later ones only the rest (the weights set
+again only when the table's bits change). Nothing here imports keras or a backend at
+module level.
 """
 from __future__ import annotations
 
 import os
 import re
 from collections import OrderedDict
-from typing import Any
 
 import numpy as np
 
+from embedding_conformance.adapters.jax.source import lines_of, run_stages
+from embedding_conformance.adapters.keras.source import KERAS, before
 from embedding_conformance.adapters.toolkit import cpu
 from embedding_conformance.adapters.contract import (
     Call,
@@ -62,7 +65,7 @@ from embedding_conformance.adapters.contract import (
 
 _BACKEND_DISTS = {"tensorflow": ("tensorflow",), "torch": ("torch",), "jax": ("jax", "jaxlib")}
 _SUFFIX = {"eager": "", "predict": "[predict]", "jit": "[jit]"}
-_CACHE_SIZE = 128  # built layers/models kept per adapter (LRU)
+_CACHE_SIZE = 128  # built layers/models kept per op (LRU)
 
 # What the backends raise, by what went wrong (messages, not types: tensorflow raises
 # InvalidArgumentError for many things, torch RuntimeError / IndexError).
@@ -92,36 +95,88 @@ def _bits_key(a: np.ndarray) -> tuple:
     return (a.dtype.str, a.shape, a.tobytes())
 
 
+# -- the source each call runs and its snippet prints (adapters/keras/source.py) ----------------
+
+_BUILD = ("layer = keras.layers.Embedding(input_dim=table.shape[0], output_dim=table.shape[1], "
+          "dtype=table.dtype.name, embeddings_initializer='zeros'{extra})")
+_BUILT = [_BUILD.format(extra=""), "layer.build()"]
+_SET = ["layer.set_weights([table])"]  # the documented way to load a table
+# table.load: the documented ways of giving the layer a table
+_LOAD_SOURCE = {
+    "set_weights": _BUILT + _SET,
+    "weights=": [_BUILD.format(extra=", weights=table")],  # an argument since Keras 3.3.0
+    "assign": _BUILT + ["layer.embeddings.assign(table)"],
+}
+_PATHS = {repr(p): p for p in _LOAD_SOURCE}  # a snippet's `path` argument (its source) -> the path
+_WEIGHTS_ARG_SINCE = "3.3.0"
+_MODEL = [
+    "class EmbeddingModel(keras.Model):",
+    "    def __init__(self, embedding):",
+    "        super().__init__()",
+    "        self.embedding = embedding",
+    "",
+    "    def call(self, x):",
+    "        return self.embedding(x)",
+    "",
+    "model = EmbeddingModel(layer)",
+    "model.compile(jit_compile={jit})",
+]
+_PREDICT = {"predict_on_batch": "out = model.predict_on_batch(ids)", "predict": "out = model.predict(ids, verbose=0)"}
+_GRAD = {  # the backend's own autodiff, d sum(layer(ids) * upstream) / d table
+    "tensorflow": ["var = layer.embeddings.value  # the tf.Variable behind the Keras variable",
+                   "up = tf.constant(upstream)",
+                   "with tf.GradientTape() as tape:",
+                   "    tape.watch(var)",
+                   "    loss = tf.reduce_sum(layer(ids) * up)",
+                   "out = tape.gradient(loss, var)  # IndexedSlices, densified by to_numpy"],
+    "torch": ["var = layer.embeddings.value  # the torch Parameter behind the Keras variable",
+              "up = to_torch(upstream)",
+              "with torch.enable_grad():",
+              "    loss = (layer(ids) * up).sum()",
+              "    (out,) = torch.autograd.grad(loss, var)"],
+    "jax": ["x = keras.ops.convert_to_tensor(ids)",
+            "up = jnp.asarray(upstream)",
+            "def loss(w):",
+            "    out, _ = layer.stateless_call([w], [], x)",
+            "    return jnp.sum(out * up)",
+            "out = jax.grad(loss)(layer.embeddings.value)"],
+}
+_MASK = ["x = keras.ops.convert_to_tensor(ids)", "out, mask = layer(x), layer.compute_mask(x)"]
+
+
+def _stages(backend: str, mode: str, via: str) -> dict[str, list[list[str]]]:
+    """Each op's stages: the layer (and model) built once per op and table shape and dtype,
+    the table set when its bits change, the call."""
+    if mode != "eager":
+        return {"lookup": [_BUILT + [ln.format(jit=mode == "jit") for ln in _MODEL], _SET, [_PREDICT[via]]]}
+    return {
+        "lookup": [_BUILT, _SET, ["out = layer(ids)"]],
+        "grad": [_BUILT, _SET, _GRAD[backend]],
+        "lookup_mask_zero": [[_BUILD.format(extra=", mask_zero=True"), "layer.build()"], _SET, _MASK],
+        **{f"load {p}": [lines + ["out = layer(ids)"]] for p, lines in _LOAD_SOURCE.items()},  # a fresh layer each call
+    }
+
+
 class _KerasBase:
     framework = "keras"
     mode = "eager"
+    via = "predict_on_batch"
 
     def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import keras  # the backend is whatever KERAS_BACKEND chose for this process
 
-        self._keras = keras
         self.backend = keras.backend.backend()
         self.name = f"keras.layers.Embedding[{self.backend}]{_SUFFIX[self.mode]}"
-        self._cache: OrderedDict = OrderedDict()  # key -> [layer, model, table bits, key]
-        if self.backend == "torch":
-            import torch
-
-            self._torch = torch
-        elif self.backend == "tensorflow":
-            import tensorflow as tf
-
-            self._tf = tf
-        elif self.backend == "jax":
-            import jax
-            import jax.numpy as jnp
-
-            self._jax, self._jnp = jax, jnp
+        self._source = KERAS[self.backend]
+        self._stages = _stages(self.backend, self.mode, self.via)
+        self._to_numpy = self._source.helper("to_numpy")  # imports the backend
+        self._cache: dict[str, OrderedDict] = {}  # op -> key -> {"made": layer (and model), "bits": table bits}
         self.capabilities = self._capabilities()
 
     def _capabilities(self) -> Capabilities:
-        caps = capabilities(self.backend, self.mode, via=getattr(self, "via", "predict_on_batch"))
-        if self.backend == "jax" and self._jax.config.jax_enable_x64:  # not the default: say so
+        caps = capabilities(self.backend, self.mode, via=self.via)
+        if self.backend == "jax" and self._source.helper("jax").config.jax_enable_x64:  # not the default: say so
             caps = caps.narrowed(notes=caps.notes + ("jax_enable_x64 is on in this process",))
         return caps
 
@@ -129,88 +184,57 @@ class _KerasBase:
         # XLA's bfloat16 conversions follow the CPU (adapters/toolkit/cpu.py)
         return cpu.facts()
 
-    # -- backend glue ----------------------------------------------------------------------
+    def _ready(self) -> None:
+        """Called before a layer is built."""
 
-    def _backend_tensor(self, a: np.ndarray):
-        """``a`` as a tensor of the backend with the same bits (the upstream gradient
-        a training step multiplies with: not a weight)."""
-        if self.backend == "torch":
-            torch = self._torch
-            a = np.ascontiguousarray(a)
-            if a.dtype.name == "bfloat16":
-                return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-            return torch.from_numpy(a)
-        return a  # tensorflow and jax take NumPy (incl. ml_dtypes.bfloat16) bit-exactly
-
-    def _to_numpy(self, x) -> np.ndarray:
-        if isinstance(x, (np.ndarray, np.generic)):
-            return np.asarray(x)
-        if self.backend == "torch":
-            torch = self._torch
-            x = x.detach().cpu()
-            if x.dtype == torch.bfloat16:
-                import ml_dtypes
-
-                return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-            return np.asarray(x.numpy())
-        if self.backend == "tensorflow":  # convert_to_tensor densifies IndexedSlices
-            return np.asarray(self._tf.convert_to_tensor(x).numpy())  # 0-d: an array, not a scalar
-        return np.asarray(x)  # jax: bfloat16 arrays come back as ml_dtypes.bfloat16
-
-    # -- building and caching --------------------------------------------------------------
-
-    def _entry(self, table: np.ndarray, mask_zero: bool = False):
+    def _call(self, op: str, table: np.ndarray, **args) -> dict:
+        """Run ``op``'s source from its first stage not already done for this table: a layer
+        and model kept per (op, V, D, dtype) (LRU), the weights set again only when the
+        table's bits change. A failure nobody can classify drops the kept layer (a failed
+        predict can leave a Keras model unusable, see KerasModel)."""
         if not isinstance(table, np.ndarray) or table.ndim != 2:
             raise InvalidTable("keras.layers.Embedding takes a 2-D (input_dim, output_dim) "
                                f"table, got shape {getattr(table, 'shape', None)}")
-        v, d = table.shape
-        key = (v, d, table.dtype.name, mask_zero)
-        entry = self._cache.get(key)
+        stages = self._stages[op]
+        # kept per op: the first call of an op runs the whole text its snippet prints
+        cache = self._cache.setdefault(op, OrderedDict())
+        key, bits = (table.shape, table.dtype.name), _bits_key(table)
+        entry = cache.get(key) if len(stages) > 1 else None
         if entry is None:
-            try:
-                layer = self._keras.layers.Embedding(
-                    input_dim=v, output_dim=d, dtype=table.dtype.name, mask_zero=mask_zero,
-                    embeddings_initializer="zeros",  # replaced by the table (see the module docstring)
-                )
-            except Exception as err:
-                failure = _translate(err)
-                if failure is None:
-                    raise
-                raise failure from err
-            layer.build()
-            entry = self._cache[key] = [layer, self._build_model(layer), None, key]
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+            start, made = 0, {}
+            self._ready()
         else:
-            self._cache.move_to_end(key)
-        bits = _bits_key(table)
-        if entry[2] != bits:
-            entry[0].set_weights([table])  # the documented way to load a table
-            entry[2] = bits
-        return entry
+            cache.move_to_end(key)
+            start, made = (2 if entry["bits"] == bits else 1), entry["made"]
 
-    def _build_model(self, layer):
-        return None
+        def done(k: int, ns: dict) -> None:
+            if k == 0 and len(stages) > 1:
+                cache[key] = {"made": {n: ns[n] for n in ("layer", "model") if n in ns}, "bits": None}
+                while len(cache) > _CACHE_SIZE:
+                    cache.popitem(last=False)
+            elif k == 1:
+                cache[key]["bits"] = bits
 
-    def _run(self, entry, fn, *args):
-        """Call ``fn``, translating framework failures; a failure nobody can classify
-        is re-raised unchanged and drops the cached layer/model (a failed predict can
-        leave a Keras model unusable, see KerasModel)."""
         try:
-            return fn(*args)
+            return run_stages(self._source, stages, start, done, **made, table=table, **args)
         except LookupFailure:
             raise
         except Exception as err:
             failure = _translate(err)
             if failure is None:
-                self._cache.pop(entry[3], None)
+                cache.pop(key, None)
                 raise
             raise failure from err
 
     # -- reproduction ----------------------------------------------------------------------
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        return _snippet(self.backend, self.mode, getattr(self, "via", None), op, args, self.name)
+        key = f"load {_PATHS[args['path']]}" if op == "lookup_loaded" and self.mode == "eager" else op
+        if key not in self._stages:
+            raise ValueError(f"{self.name} has no snippet for {op!r}")
+        tail = ["result = (show('out', out), show('mask', mask))"] if op == "lookup_mask_zero" else [
+            "result = show('out', out)"]
+        return self._source.snippet(args, lines_of(self._stages[key]), tail, before=before(self.backend))
 
 
 class KerasEmbedding(_KerasBase):
@@ -220,73 +244,21 @@ class KerasEmbedding(_KerasBase):
     mode = "eager"
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids)
-        entry = self._entry(table)
-        return self._to_numpy(self._run(entry, entry[0], ids))
+        return self._to_numpy(self._call("lookup", table, ids=np.asarray(ids))["out"])
 
     def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids)
-        entry = self._entry(table)
-        step = getattr(self, f"_grad_{self.backend}")
-        return self._to_numpy(self._run(entry, step, entry[0], ids, np.asarray(upstream)))
-
-    def _grad_tensorflow(self, layer, ids, upstream):
-        tf = self._tf
-        var = layer.embeddings.value  # the tf.Variable behind the Keras variable
-        up = tf.constant(upstream)
-        with tf.GradientTape() as tape:
-            tape.watch(var)
-            loss = tf.reduce_sum(layer(ids) * up)
-        return tape.gradient(loss, var)  # IndexedSlices, densified by _to_numpy
-
-    def _grad_torch(self, layer, ids, upstream):
-        torch = self._torch
-        var = layer.embeddings.value  # the torch Parameter behind the Keras variable
-        up = self._backend_tensor(upstream)
-        with torch.enable_grad():
-            loss = (layer(ids) * up).sum()
-            (g,) = torch.autograd.grad(loss, var)
-        return g
-
-    def _grad_jax(self, layer, ids, upstream):
-        jax, jnp = self._jax, self._jnp
-        x = self._keras.ops.convert_to_tensor(ids)
-        up = jnp.asarray(upstream)
-
-        def loss(w):
-            out, _ = layer.stateless_call([w], [], x)
-            return jnp.sum(out * up)
-
-        return jax.grad(loss)(layer.embeddings.value)
+        ns = self._call("grad", table, ids=np.asarray(ids), upstream=np.asarray(upstream))
+        return self._to_numpy(ns["out"])
 
     def lookup_loaded(self, table: np.ndarray, ids: np.ndarray, path: str) -> np.ndarray:
         """table.load: a fresh layer whose table is set through ``path``."""
         if path not in self.capabilities.load_paths:
             raise ValueError(f"{self.name} has no load path {path!r}; it takes {', '.join(self.capabilities.load_paths)}")
-        if not isinstance(table, np.ndarray) or table.ndim != 2:
-            raise InvalidTable(f"keras.layers.Embedding takes a 2-D table, got shape {getattr(table, 'shape', None)}")
-        ns = {"keras": self._keras, "table": table}
-        entry = [None, None, None, None]
-        try:
-            exec(_LOAD_SOURCE[path], ns)  # the very lines the snippet prints
-        except Exception as err:
-            failure = _translate(err)
-            if failure is None:
-                raise
-            raise failure from err
-        return self._to_numpy(self._run(entry, ns["layer"], np.asarray(ids)))
+        return self._to_numpy(self._call(f"load {path}", table, ids=np.asarray(ids))["out"])
 
     def lookup_mask_zero(self, table: np.ndarray, ids: np.ndarray):
-        ids = np.asarray(ids)
-        entry = self._entry(table, mask_zero=True)
-        layer = entry[0]
-
-        def run(ids):
-            x = self._keras.ops.convert_to_tensor(ids)
-            return layer(x), layer.compute_mask(x)
-
-        out, mask = self._run(entry, run, ids)
-        return self._to_numpy(out), self._to_numpy(mask)
+        ns = self._call("lookup_mask_zero", table, ids=np.asarray(ids))
+        return self._to_numpy(ns["out"]), self._to_numpy(ns["mask"])
 
 
 class KerasModel(_KerasBase):
@@ -316,49 +288,19 @@ class KerasModel(_KerasBase):
                 if getattr(cfg, knob, torch_recompile_limit) < torch_recompile_limit:
                     setattr(cfg, knob, torch_recompile_limit)
 
-    def _build_model(self, layer):
+    def _ready(self) -> None:
         if self.backend == "torch" and self.mode == "jit":
             from embedding_conformance.adapters.torch import inductor
 
             inductor.ready()  # the vector ISA from the CPU's flags, proven by one lookup
-        model = _wrap_model(self._keras, layer)
-        model.compile(jit_compile=(self.mode == "jit"))
-        return model
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids)
-        entry = self._entry(table)
-        model = entry[1]
-        if self.via == "predict":
-            out = self._run(entry, lambda x: model.predict(x, verbose=0), ids)
-        else:
-            out = self._run(entry, model.predict_on_batch, ids)
-        return self._to_numpy(out)  # Keras already returns NumPy (its own conversion)
-
-
-def _wrap_model(keras, layer):
-    class EmbeddingModel(keras.Model):
-        def __init__(self, embedding):
-            super().__init__()
-            self.embedding = embedding
-
-        def call(self, x):
-            return self.embedding(x)
-
-    return EmbeddingModel(layer)
+        # Keras already returns NumPy (its own conversion)
+        return self._to_numpy(self._call("lookup", table, ids=np.asarray(ids))["out"])
 
 
 # -- capabilities, as data -------------------------------------------------------------------
 
-_BUILD = ("layer = keras.layers.Embedding(input_dim=table.shape[0], output_dim=table.shape[1], "
-          "dtype=table.dtype.name, embeddings_initializer='zeros'{extra})")
-# table.load: the documented ways of giving the layer a table, as the lines a snippet prints
-_LOAD_SOURCE = {
-    "set_weights": "\n".join([_BUILD.format(extra=""), "layer.build()", "layer.set_weights([table])"]),
-    "weights=": _BUILD.format(extra=", weights=table"),  # an argument since Keras 3.3.0
-    "assign": "\n".join([_BUILD.format(extra=""), "layer.build()", "layer.embeddings.assign(table)"]),
-}
-_WEIGHTS_ARG_SINCE = "3.3.0"
 
 
 def _load_paths() -> tuple[str, ...]:
@@ -429,102 +371,6 @@ def describe(name: str) -> Description:
 def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a Keras exception stands for (a snippet's replay uses it)."""
     return _translate(exc)
-
-
-# -- reproduction snippets ------------------------------------------------------------------
-
-def _snippet(b: str, mode: str, via: str | None, op: str, args: dict[str, str], name: str) -> str:
-    if op not in ("lookup", "grad", "lookup_mask_zero", "lookup_loaded") or (mode != "eager" and op != "lookup"):
-        raise ValueError(f"{name} has no snippet for {op!r}")
-    lines = [
-        "import os",
-        f"os.environ['KERAS_BACKEND'] = {b!r}",
-        "os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')",
-        "import numpy as np",
-        "import ml_dtypes",
-        "import keras",
-        f"assert keras.backend.backend() == {b!r}",
-    ]
-    lines += [f"{k} = {v}" for k, v in args.items()]
-    path = eval(args["path"]) if op == "lookup_loaded" else "set_weights"
-    build = _LOAD_SOURCE[path]  # the lines the adapter executes (lookup: set_weights)
-    if op == "lookup_mask_zero":
-        build = build.replace("embeddings_initializer='zeros'", "embeddings_initializer='zeros', mask_zero=True")
-    lines.append(build)
-    if b == "torch":
-        lines += [
-            "import torch",
-            "def to_torch(a):  # bit-exact, for the upstream gradient",
-            "    a = np.ascontiguousarray(a)",
-            "    if a.dtype == ml_dtypes.bfloat16:",
-            "        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)",
-            "    return torch.from_numpy(a)",
-            "def to_numpy(x):  # bit-exact",
-            "    x = x.detach().cpu()",
-            "    if x.dtype == torch.bfloat16:",
-            "        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)",
-            "    return x.numpy()",
-        ]
-    else:
-        lines.append("to_numpy = lambda x: np.asarray(keras.ops.convert_to_numpy(x))")
-    if mode != "eager":
-        call = "model.predict(ids, verbose=0)" if via == "predict" else "model.predict_on_batch(ids)"
-        lines += [
-            "class EmbeddingModel(keras.Model):",
-            "    def __init__(self, embedding):",
-            "        super().__init__()",
-            "        self.embedding = embedding",
-            "    def call(self, x):",
-            "        return self.embedding(x)",
-            "model = EmbeddingModel(layer)",
-            f"model.compile(jit_compile={mode == 'jit'})",
-            f"out = np.asarray({call})",
-            "result = out",
-        ]
-    elif op in ("lookup", "lookup_loaded"):
-        lines += ["out = to_numpy(layer(ids))", "result = out"]
-    elif op == "lookup_mask_zero":
-        lines += [
-            "x = keras.ops.convert_to_tensor(ids)",
-            "out = to_numpy(layer(x))",
-            "mask = to_numpy(layer.compute_mask(x))",
-            "print('mask', repr(mask))",
-            "result = (out, mask)",
-        ]
-    else:  # grad
-        lines += _GRAD_SNIPPETS[b] + ["result = out"]
-    lines += [
-        "print(out.dtype, out.shape)",
-        "print(repr(out))",
-        "print('bits', out.view(f'u{out.dtype.itemsize}').tolist())",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-_GRAD_SNIPPETS = {
-    "tensorflow": [
-        "import tensorflow as tf",
-        "var = layer.embeddings.value",
-        "with tf.GradientTape() as tape:",
-        "    tape.watch(var)",
-        "    loss = tf.reduce_sum(layer(ids) * tf.constant(upstream))",
-        "out = tf.convert_to_tensor(tape.gradient(loss, var)).numpy()",
-    ],
-    "torch": [
-        "var = layer.embeddings.value",
-        "loss = (layer(ids) * to_torch(upstream)).sum()",
-        "(g,) = torch.autograd.grad(loss, var)",
-        "out = to_numpy(g)",
-    ],
-    "jax": [
-        "import jax, jax.numpy as jnp",
-        "x = keras.ops.convert_to_tensor(ids)",
-        "def loss(w):",
-        "    out, _ = layer.stateless_call([w], [], x)",
-        "    return jnp.sum(out * jnp.asarray(upstream))",
-        "out = np.asarray(jax.grad(loss)(layer.embeddings.value))",
-    ],
-}
 
 
 # -- registry factories ----------------------------------------------------------------------

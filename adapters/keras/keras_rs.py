@@ -10,18 +10,21 @@ built once and given each table through ``set_weights`` (Keras's way of loading 
 built layer's weights); the bags arrive as the ragged input the layer documents for
 TensorFlow, ``tf.RaggedTensor.from_row_splits(values, offsets)``, with the weights as a
 ragged tensor of the same row splits. TableConfig has no dtype: the tables are the
-layer's float32 variables. Imports nothing at module import.
+layer's float32 variables. Each call runs from the source text its snippet prints, with
+the TensorFlow prelude (adapters/tensorflow/source.py), ``import keras`` and ``import
+keras_rs``. Imports nothing at module import.
 """
 from __future__ import annotations
 
-import os
-from typing import Any
-
-import numpy as np
-
 from embedding_conformance.adapters.contract import Call, Capabilities, Description, INT_DTYPES, InvalidOffsets, LookupFailure
 from embedding_conformance.adapters.tensorflow.embedding_lookup import translate as _translate_lookup
-from embedding_conformance.adapters.tensorflow.sparse import run_translated
+from embedding_conformance.adapters.tensorflow.source import PRELUDE, Kept, translating
+from embedding_conformance.adapters.toolkit.source import Source
+
+SOURCE = Source("keras_rs", PRELUDE + "import keras\nimport keras_rs\n")
+# Keras fixes its backend when it is imported: a snippet sets it first (the adapter's
+# worker is started with it)
+_BACKEND = ["import os", "os.environ['KERAS_BACKEND'] = 'tensorflow'"]
 
 _NOTES = (
     "table dtype float32 only: TableConfig takes no dtype, and the default-device EmbedReduce layers hold "
@@ -43,92 +46,14 @@ def translate(exc: BaseException, ids_dtype) -> LookupFailure | None:
     return _translate_lookup(exc, ids_dtype)
 
 
-class DistributedEmbeddingBag:
-    name = "keras_rs.layers.DistributedEmbedding[tensorflow]"
-    framework = "keras-rs"
-    capabilities = CAPS
-
-    def __init__(self):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import keras
-        import tensorflow as tf
-        try:
-            import keras_rs
-        except AttributeError as exc:
-            # keras-rs reads TensorFlow APIs at import that older releases lack (0.4.0:
-            # tf.tpu.experimental.embedding.SparseCoreEmbeddingConfig): the layer cannot exist here
-            raise ImportError(f"keras_rs cannot be imported with tensorflow {tf.__version__}: {exc}") from exc
-
-        if keras.backend.backend() != "tensorflow":
-            raise ImportError(f"keras's backend is {keras.backend.backend()}, not tensorflow (set KERAS_BACKEND)")
-        self.tf, self.keras, self.keras_rs = tf, keras, keras_rs
-        self._layers: dict[tuple, Any] = {}
-
-    def _layer(self, v: int, d: int, combiner: str):
-        key = (v, d, combiner)
-        layer = self._layers.get(key)
-        if layer is None:
-            ns = {"keras": self.keras, "keras_rs": self.keras_rs, "V": v, "D": d, "combiner": combiner}
-            exec("\n".join(_BUILD), ns)
-            layer = self._layers[key] = ns["layer"]
-        return layer
-
-    def _inputs(self, values, offsets, weights):
-        tf = self.tf
-        ids = tf.RaggedTensor.from_row_splits(tf.constant(values), tf.constant(offsets))
-        w = None if weights is None else tf.RaggedTensor.from_row_splits(tf.constant(weights), tf.constant(offsets))
-        return ids, w
-
-    def _run(self, thunk, values):
-        return run_translated(self.tf, thunk, values, translate)
-
-    def lookup_bags(self, table, values, offsets, weights, combiner):
-        def call():
-            ids, w = self._inputs(values, offsets, weights)
-            layer = self._layer(table.shape[0], table.shape[1], combiner)
-            layer.set_weights([table])
-            return np.asarray(self.keras.ops.convert_to_numpy(layer(ids, weights=w)))
-
-        return self._run(call, values)
-
-    def grad_bags(self, table, values, offsets, weights, combiner, upstream):
-        tf = self.tf
-
-        def call():
-            ids, w = self._inputs(values, offsets, weights)
-            layer = self._layer(table.shape[0], table.shape[1], combiner)
-            layer.set_weights([table])
-            var = layer.trainable_variables[0]
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(layer(ids, weights=w) * tf.constant(upstream))
-            return np.asarray(tf.convert_to_tensor(tape.gradient(loss, var)).numpy())
-
-        return self._run(call, values)
-
-    def snippet(self, op: str, args: dict[str, str]) -> str:
-        if op not in ("lookup_bags", "grad_bags"):
-            raise ValueError(f"{self.name} has no operation {op!r}")
-        lines = ["import os", "os.environ['KERAS_BACKEND'] = 'tensorflow'",
-                 "os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')", "import numpy as np", "import ml_dtypes",
-                 "import tensorflow as tf", "import keras", "import keras_rs", ""]
-        lines += [f"{k} = {v}" for k, v in args.items()]
-        lines += ["V, D = table.shape"] + _BUILD + [
-            "layer.set_weights([table])",
-            "ids = tf.RaggedTensor.from_row_splits(tf.constant(values), tf.constant(offsets))",
-            "w = None if weights is None else tf.RaggedTensor.from_row_splits(tf.constant(weights), "
-            "tf.constant(offsets))"]
-        if op == "lookup_bags":
-            lines.append("out = np.asarray(layer(ids, weights=w))")
-        else:
-            lines += ["with tf.GradientTape() as tape:",
-                      "    loss = tf.reduce_sum(layer(ids, weights=w) * tf.constant(upstream))",
-                      "out = tf.convert_to_tensor(tape.gradient(loss, layer.trainable_variables[0])).numpy()"]
-        lines += ["print(out.dtype, out.shape)", "print(repr(out))", "result = out"]
-        return "\n".join(lines) + "\n"
-
-
-# the layer as a user builds it (the snippet prints these lines; the adapter runs them)
+# the bags as the layer documents them for TensorFlow: ragged, weights with the same row splits
+_INPUTS = [
+    "ids = tf.RaggedTensor.from_row_splits(to_tf(values), to_tf(offsets))",
+    "w = None if weights is None else tf.RaggedTensor.from_row_splits(to_tf(weights), to_tf(offsets))",
+]
+# the layer as a user builds it, once per (V, D, combiner); each table is loaded with set_weights
 _BUILD = [
+    "V, D = table.shape",
     "table_config = keras_rs.layers.TableConfig(name='table', vocabulary_size=V, embedding_dim=D, "
     "combiner=combiner, placement='default_device')",
     "feature = keras_rs.layers.FeatureConfig(name='feature', table=table_config, input_shape=(None, None), "
@@ -136,6 +61,60 @@ _BUILD = [
     "layer = keras_rs.layers.DistributedEmbedding(feature)",
     "layer.build((None, None))",
 ]
+_LOAD = "layer.set_weights([table])"
+_CALLS = {
+    "lookup_bags": ["out = keras.ops.convert_to_numpy(layer(ids, weights=w))"],
+    "grad_bags": [
+        "var = layer.trainable_variables[0]",
+        "with tf.GradientTape() as tape:",
+        "    loss = tf.reduce_sum(layer(ids, weights=w) * to_tf(upstream))",
+        "out = tf.convert_to_tensor(tape.gradient(loss, var))",
+    ],
+}
+
+
+def _first(method: str) -> list[str]:
+    """A method's whole text (its snippet's): the inputs, the layer built and loaded, the call."""
+    return [*_INPUTS, *_BUILD, _LOAD, *_CALLS[method]]
+
+
+class DistributedEmbeddingBag:
+    name = "keras_rs.layers.DistributedEmbedding[tensorflow]"
+    framework = "keras-rs"
+    capabilities = CAPS
+
+    def __init__(self):
+        try:
+            SOURCE.base()  # imports TensorFlow, keras and keras_rs
+        except AttributeError as exc:
+            # keras-rs reads TensorFlow APIs at import that older releases lack (0.4.0:
+            # tf.tpu.experimental.embedding.SparseCoreEmbeddingConfig): the layer cannot exist here
+            import tensorflow as tf
+
+            raise ImportError(f"keras_rs cannot be imported with tensorflow {tf.__version__}: {exc}") from exc
+        backend = SOURCE.helper("keras").backend.backend()
+        if backend != "tensorflow":
+            raise ImportError(f"keras's backend is {backend}, not tensorflow (set KERAS_BACKEND)")
+        self._layers = Kept(SOURCE, "layer")  # per (method, V, D, combiner)
+
+    def _run(self, method: str, table, values, **names):
+        key = (method, table.shape[0], table.shape[1], names["combiner"])
+        with translating(translate, values):
+            ns = self._layers.run(key, _first(method), [*_INPUTS, _LOAD, *_CALLS[method]],
+                                  table=table, values=values, **names)
+        return SOURCE.helper("to_numpy")(ns["out"])
+
+    def lookup_bags(self, table, values, offsets, weights, combiner):
+        return self._run("lookup_bags", table, values, offsets=offsets, weights=weights, combiner=combiner)
+
+    def grad_bags(self, table, values, offsets, weights, combiner, upstream):
+        return self._run("grad_bags", table, values, offsets=offsets, weights=weights, combiner=combiner,
+                         upstream=upstream)
+
+    def snippet(self, op: str, args: dict[str, str]) -> str:
+        if op not in _CALLS:
+            raise ValueError(f"{self.name} has no operation {op!r}")
+        return SOURCE.snippet(args, _first(op), before=_BACKEND)
 
 
 def describe(name: str) -> Description:

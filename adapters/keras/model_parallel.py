@@ -11,26 +11,28 @@ whole and only the table is split; n = 4 for the plain clauses, 1 to 4 for
 places its variable by the layout map), its table loaded with ``set_weights`` (the
 documented way; the variable keeps its layout) and called on the NumPy ids; its
 gradient is ``jax.grad`` through ``layer.stateless_call``, as the plain Keras adapter
-takes it. Layers are cached per (V, D, dtype, n). jax_enable_x64 stays off. JAX's
-refusal of a layout the device count does not divide (``IndivisibleError``) is
-reported as InvalidTable.
+takes it. Layers are kept per (op, V, D, dtype, n). jax_enable_x64
+stays off. JAX's refusal of a layout the device count does not divide
+(``IndivisibleError``) is reported as InvalidTable.
 """
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
 from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, INT_DTYPES, InvalidTable, LookupFailure, methods_of
-from embedding_conformance.adapters.jax.named_sharding import DEVICES, XLA_FLAGS
+from embedding_conformance.adapters.jax.named_sharding import OnDevices
 from embedding_conformance.adapters.jax.named_sharding import classify as _jax_classify
-from embedding_conformance.adapters.keras.embedding import _translate
+from embedding_conformance.adapters.jax.source import DEVICES, SET_DEVICES, XLA_FLAGS, Staged
+from embedding_conformance.adapters.keras.embedding import _GRAD, _translate
+from embedding_conformance.adapters.keras.source import KERAS, before
 
 _LAYOUT = {"rows": '("model", None)', "cols": '(None, "model")'}
 
-# the source lines the adapter runs and the snippet prints
+# the source the adapter runs and the snippet prints (adapters/keras/source.py): the layer is
+# built once per (op, devices, table shape and dtype), the call sets its table each time
 _SETUP = [
     "mesh = keras.distribution.DeviceMesh(shape=(1, devices), axis_names=('batch', 'model'),",
     "                                     devices=keras.distribution.list_devices()[:devices])",
@@ -44,12 +46,7 @@ _SETUP = [
 ]
 _CALL = {
     "lookup": ["layer.set_weights([table])", "out = layer(ids)"],
-    "grad": ["layer.set_weights([table])",
-             "x = keras.ops.convert_to_tensor(ids)",
-             "def loss(w):",
-             "    out, _ = layer.stateless_call([w], [], x)",
-             "    return jnp.sum(out * jnp.asarray(upstream))",
-             "out = jax.grad(loss)(layer.embeddings.value)"],
+    "grad": ["layer.set_weights([table])", *_GRAD["jax"]],  # as the plain Keras adapter takes it
 }
 
 
@@ -79,13 +76,12 @@ def capabilities(axis: str) -> Capabilities:
     )
 
 
-class KerasModelParallel:
+class KerasModelParallel(OnDevices):
     framework = "keras"
+    _before = tuple(before("jax", SET_DEVICES))
 
     def __init__(self, axis: str):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import jax
-        import jax.numpy as jnp
         import keras
 
         if keras.backend.backend() != "jax":
@@ -96,66 +92,29 @@ class KerasModelParallel:
         self.axis = axis
         self.name = f"keras.layers.Embedding[jax][ModelParallel-{axis}]"
         self.capabilities = capabilities(axis)
-        self._base = {"keras": keras, "jax": jax, "jnp": jnp, "np": np}
-        self._layers: dict[tuple, Any] = {}
-        self._code: dict[str, Any] = {}
+        setup = [ln.format(layout=_LAYOUT[axis]) for ln in _SETUP]
+        self._calls = Staged(KERAS["jax"], {op: [setup, call] for op, call in _CALL.items()},
+                           {op: [("layer",)] for op in _CALL})
+        self._to_numpy = KERAS["jax"].helper("to_numpy")
 
     def environment(self) -> dict[str, int]:
         return cpu.facts()
 
-    def _exec(self, lines: list[str], ns: dict) -> dict:
-        src = "\n".join(lines)
-        code = self._code.get(src)
-        if code is None:
-            code = self._code[src] = compile(src, f"<{self.name}>", "exec")
-        exec(code, ns)
-        return ns
-
     def _on(self, op: str, devices: int, table: np.ndarray, ids: np.ndarray, upstream=None) -> np.ndarray:
         if not isinstance(table, np.ndarray) or table.ndim != 2:
             raise InvalidTable(f"keras.layers.Embedding takes a 2-D table, got shape {getattr(table, 'shape', None)}")
-        key = (devices, table.shape, table.dtype.name)
+        keys = [(devices, table.shape, table.dtype.name)]
         try:
-            layer = self._layers.get(key)
-            if layer is None:
-                ns = self._exec([ln.format(layout=_LAYOUT[self.axis]) for ln in _SETUP],
-                                {**self._base, "table": table, "devices": devices})
-                layer = self._layers[key] = ns["layer"]
-            ns = self._exec(_CALL[op], {**self._base, "layer": layer, "table": table, "ids": np.asarray(ids),
-                                        "upstream": upstream})
+            ns = self._calls.run(op, keys, devices=devices, table=table, ids=np.asarray(ids), upstream=upstream)
         except LookupFailure:
             raise
         except Exception as exc:
             failure = _classify(exc)
             if failure is None:
-                self._layers.pop(key, None)
+                self._calls.forget(op, keys)
                 raise
             raise failure from exc
-        return np.asarray(ns["out"])
-
-    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return self._on("lookup", DEVICES, table, ids)
-
-    def lookup_on_devices(self, table: np.ndarray, ids: np.ndarray, devices: int) -> np.ndarray:
-        return self._on("lookup", int(devices), table, ids)
-
-    def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
-        return self._on("grad", DEVICES, table, ids, upstream)
-
-    def snippet(self, op: str, args: dict[str, str]) -> str:
-        if op not in ("lookup", "lookup_on_devices", "grad"):
-            raise ValueError(f"{self.name} has no operation {op!r}")
-        lines = ["import os", "os.environ['KERAS_BACKEND'] = 'jax'",
-                 f"os.environ['XLA_FLAGS'] = {XLA_FLAGS!r}  # four host devices, before jax is imported",
-                 "import numpy as np", "import ml_dtypes", "import jax", "import jax.numpy as jnp", "import keras"]
-        lines += [f"{k} = {v}" for k, v in args.items()]
-        if op != "lookup_on_devices":
-            lines.append(f"devices = {DEVICES}")
-        lines += [ln.format(layout=_LAYOUT[self.axis]) for ln in _SETUP]
-        lines += _CALL["grad" if op == "grad" else "lookup"]
-        lines += ["out = np.asarray(out)", "result = out", "print(out.dtype, out.shape)", "print(repr(out))",
-                  "print([hex(b) for b in out.view(f'u{out.dtype.itemsize}').ravel().tolist()])"]
-        return "\n".join(lines) + "\n"
+        return self._to_numpy(ns["out"])
 
 
 def describe(name: str) -> Description:

@@ -4,26 +4,31 @@ The layer is built as a user builds it (``tf_keras.layers.Embedding(V, D,
 dtype=<table dtype>, embeddings_initializer="zeros")``: the table replaces the
 initial weights, so no random initializer runs), ``use_one_hot_matmul=True`` for ``[one_hot]``,
 ``mask_zero=True`` for the mask), then its ``embeddings`` variable is assigned the
-given table; layers are cached per (V, D, dtype, variant) because building is slow.
+given table; layers are kept per (method, V, D, dtype) because building is slow.
 Ids are handed to the layer as the NumPy array given. The layer itself casts every
 id dtype other than int32/int64 to int32 (``tf.cast``: floats truncate toward zero,
 bool -> 0/1, uint32/uint64 wrap to int32) and then calls ``tf.nn.embedding_lookup``
 (CPU: ids outside [0, V) raise) or, for ``[one_hot]``, ``tf.matmul(tf.one_hot(ids,
-V), embeddings)`` (arithmetic: see suites/divergences/tf_keras.toml; 0-d ids fail in
+V), embeddings)`` (arithmetic: see adapters/keras/declarations.toml; 0-d ids fail in
 MatMul, which takes only rank >= 2 operands: reported as InvalidIds).
 
-TensorFlow is imported lazily, with TF_CPP_MIN_LOG_LEVEL=3 set first.
+Each call runs from the source text its snippet prints, with the TensorFlow prelude
+(adapters/tensorflow/source.py) and ``import tf_keras``. TensorFlow is imported lazily,
+with TF_CPP_MIN_LOG_LEVEL=3 set first (unless set already).
 """
 from __future__ import annotations
 
-import os
 import re
-import sys
 
 import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
-from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, INT_DTYPES, InvalidIds, InvalidTable, OutOfRange
+from embedding_conformance.adapters.toolkit.source import Source
+from embedding_conformance.adapters.contract import (Call, Capabilities, Description, FLOAT_DTYPES, INT_DTYPES, InvalidIds, InvalidTable,
+                                                     LookupFailure, OutOfRange, Translate)
+from embedding_conformance.adapters.tensorflow.source import PRELUDE, Kept
+
+SOURCE = Source("tf_keras", PRELUDE + "import tf_keras\n")
 
 _OUT_OF_RANGE = re.compile(r"indices(\[[\d,]*\])? = -?\d+ is not in \[0, \d+\)")
 # [one_hot] with 0-d ids: tf.one_hot gives a rank-1 tensor and tf.matmul takes only rank >= 2
@@ -36,23 +41,35 @@ _EMPTY_NOTE = ("min_rows=1, empty_rows=False: Embedding.__init__ raises ValueErr
                "`output_dim` should be positive' unless input_dim > 0 and output_dim > 0 "
                "(tf_keras/layers/core/embedding.py), so no table with V == 0 or rows of size 0 can be built")
 
-
-def _import_tf():
-    if "tensorflow" not in sys.modules:  # the log level is read when TensorFlow loads
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import tensorflow as tf
-    import tf_keras
-
-    return tf, tf_keras
+# table.load: the documented ways of giving the layer a table, as a user writes them
+_MAKE = ("layer = tf_keras.layers.Embedding(table.shape[0], table.shape[1], dtype=table.dtype.name, "
+         "embeddings_initializer='zeros'{options})")
+_LOAD_PATHS = ("set_weights", "weights=", "assign")
+_PATH_OF = {repr(p): p for p in _LOAD_PATHS}  # a snippet's `path` argument, as source
+_RELOAD = "layer.set_weights([table])"  # a kept layer is given each table the documented way
 
 
-# table.load: the documented ways of giving the layer a table, as the lines a snippet prints
-_BUILD = ("layer = tf_keras.layers.Embedding(table.shape[0], table.shape[1], dtype=table.dtype.name, "
-          "embeddings_initializer='zeros'{extra})")
-_LOAD_SOURCE = {
-    "set_weights": "\n".join([_BUILD.format(extra="{options}"), "layer.build((None,))", "layer.set_weights([table])"]),
-    "weights=": _BUILD.format(extra="{options}, weights=[table]"),
-    "assign": "\n".join([_BUILD.format(extra="{options}"), "layer.build((None,))", "layer.embeddings.assign(table)"]),
+def _load(path: str, options: str) -> list[str]:
+    """The lines that build a layer (``options``: its constructor's own) holding ``table``."""
+    if path == "weights=":
+        return [_MAKE.format(options=options + ", weights=[table]")]
+    load = {"set_weights": _RELOAD, "assign": "layer.embeddings.assign(table)"}[path]
+    return [_MAKE.format(options=options), "layer.build((None,))", load]
+
+
+# each method's call of the layer; ids are handed to it as the NumPy array given
+_CALLS = {
+    "lookup": ["out = layer(ids)"],
+    "lookup_loaded": ["out = layer(ids)"],
+    "lookup_mask_zero": ["out = layer(ids)", "mask = layer.compute_mask(ids)"],
+    "grad": [
+        "with tf.GradientTape() as tape:",
+        "    loss = tf.reduce_sum(layer(ids) * upstream)",
+        "g = tape.gradient(loss, layer.embeddings)",
+        "# IndexedSlices (embedding_lookup) -> dense with TF's own conversion (unsorted_segment_sum,",
+        "# so duplicates accumulate); None -> zeros",
+        "out = tf.zeros_like(layer.embeddings) if g is None else tf.convert_to_tensor(g)",
+    ],
 }
 
 
@@ -75,21 +92,36 @@ def capabilities(one_hot: bool) -> Capabilities:
         id_dtypes=INT_DTYPES,
         min_rows=1,
         empty_rows=False,
-        load_paths=() if one_hot else tuple(_LOAD_SOURCE),
+        load_paths=() if one_hot else _LOAD_PATHS,
         distributions=("tf-keras", "tensorflow", "tensorflow-cpu"),
         notes=tuple(notes),
     )
+
+
+def _translate(exc: BaseException, one_hot: bool) -> LookupFailure | None:
+    msg = str(exc)
+    if isinstance(exc, ValueError) and "should be positive" in msg:
+        return InvalidTable(msg)  # Embedding.__init__: V == 0 or rows of size 0
+    if not isinstance(exc, SOURCE.helper("tf").errors.InvalidArgumentError):
+        return None
+    if m := _OUT_OF_RANGE.search(msg):
+        return OutOfRange(m.group(0))
+    if one_hot and (m := _MATMUL_RANK.search(msg)):
+        # the ids' rank is what went wrong: one_hot of 0-d ids is a vector, which MatMul refuses
+        return InvalidIds(f"ids of rank 0: tf.matmul(tf.one_hot(ids, V), embeddings) needs rank >= 2 "
+                          f"operands ({m.group(0)})")
+    return None
 
 
 class TfKerasEmbedding:
     framework = "tf-keras"
 
     def __init__(self, one_hot: bool):
-        self._tf, self._keras = _import_tf()
+        SOURCE.base()  # imports TensorFlow and tf_keras
         self.one_hot = one_hot
         self.name = "tf_keras.layers.Embedding[one_hot]" if one_hot else "tf_keras.layers.Embedding"
         self.capabilities = capabilities(one_hot)
-        self._layers: dict[tuple, object] = {}
+        self._layers = Kept(SOURCE, "layer")  # per (method, shape, dtype)
         if one_hot:
             self.lookup_loaded = None  # table.load is the plain layer's clause
 
@@ -97,122 +129,48 @@ class TfKerasEmbedding:
         # XLA's bfloat16 conversions follow the CPU (adapters/toolkit/cpu.py)
         return cpu.facts()
 
-    # --- framework objects ------------------------------------------------------
+    def _first(self, method: str, path: str = "set_weights") -> list[str]:
+        """A method's whole text: the layer built as a user builds it, loaded, called."""
+        options = (", use_one_hot_matmul=True" if self.one_hot else "") + (
+            ", mask_zero=True" if method == "lookup_mask_zero" else "")
+        return [*_load(path, options), *_CALLS[method]]
 
-    def _layer(self, table: np.ndarray, mask_zero: bool = False):
+    def _run(self, method: str, table: np.ndarray, **names) -> dict:
         if table.ndim != 2:
             raise InvalidTable(f"tf_keras.layers.Embedding takes a 2-D (input_dim, output_dim) table, "
                                f"got rank {table.ndim}")
-        dtype = table.dtype.name  # "float16", "bfloat16", "float32", "float64"
-        key = (table.shape, dtype, mask_zero)
-        layer = self._layers.get(key)
-        if layer is None:
-            layer = self._load("set_weights", table, mask_zero)
-            self._layers[key] = layer
-        else:
-            layer.set_weights([table])  # the documented way to load a table
-        return layer
+        with Translate(lambda exc: _translate(exc, self.one_hot)):
+            return self._layers.run((method, table.shape, table.dtype.name), self._first(method),
+                                    [_RELOAD, *_CALLS[method]], table=table, **names)
 
-    def _options(self, mask_zero: bool) -> str:
-        return (", use_one_hot_matmul=True" if self.one_hot else "") + (", mask_zero=True" if mask_zero else "")
+    # --- adapter API --------------------------------------------------------------
 
-    def _load(self, path: str, table: np.ndarray, mask_zero: bool = False):
-        """A layer holding ``table``, loaded through ``path`` (the lines a snippet prints)."""
-        ns = {"tf_keras": self._keras, "table": table}
-        try:
-            exec(_LOAD_SOURCE[path].format(options=self._options(mask_zero)), ns)
-        except ValueError as exc:
-            if "should be positive" in str(exc):
-                raise InvalidTable(str(exc)) from exc
-            raise
-        return ns["layer"]
+    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return SOURCE.helper("to_numpy")(self._run("lookup", table, ids=ids)["out"])
+
+    def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
+        return SOURCE.helper("to_numpy")(self._run("grad", table, ids=ids, upstream=upstream)["out"])
+
+    def lookup_mask_zero(self, table: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ns, to_numpy = self._run("lookup_mask_zero", table, ids=ids), SOURCE.helper("to_numpy")
+        return to_numpy(ns["out"]), to_numpy(ns["mask"])
 
     def lookup_loaded(self, table: np.ndarray, ids: np.ndarray, path: str) -> np.ndarray:
         if path not in self.capabilities.load_paths:
             raise ValueError(f"{self.name} has no load path {path!r}; it takes {', '.join(self.capabilities.load_paths)}")
         if table.ndim != 2:
             raise InvalidTable(f"tf_keras.layers.Embedding takes a 2-D table, got rank {table.ndim}")
-        layer = self._load(path, table)
-        return self._run(lambda: layer(ids)).numpy()
-
-    def _translate(self, exc: BaseException) -> BaseException | None:
-        msg = str(exc)
-        if isinstance(exc, self._tf.errors.InvalidArgumentError) and _OUT_OF_RANGE.search(msg):
-            return OutOfRange(_OUT_OF_RANGE.search(msg).group(0))
-        if self.one_hot and isinstance(exc, self._tf.errors.InvalidArgumentError) and _MATMUL_RANK.search(msg):
-            # the ids' rank is what went wrong: one_hot of 0-d ids is a vector, which MatMul refuses
-            return InvalidIds(f"ids of rank 0: tf.matmul(tf.one_hot(ids, V), embeddings) needs rank >= 2 "
-                              f"operands ({_MATMUL_RANK.search(msg).group(0)})")
-        return None
-
-    def _run(self, fn):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - re-raised unless classified
-            failure = self._translate(exc)
-            if failure is None:
-                raise
-            raise failure from exc
-
-    # --- adapter API --------------------------------------------------------------
-
-    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        layer = self._layer(table)
-        return self._run(lambda: layer(ids)).numpy()
-
-    def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
-        tf = self._tf
-        layer = self._layer(table)
-
-        def run():
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(layer(ids) * upstream)
-            g = tape.gradient(loss, layer.embeddings)
-            # IndexedSlices (embedding_lookup) -> dense with TF's own conversion
-            # (unsorted_segment_sum, so duplicates accumulate); None -> zeros
-            return tf.zeros_like(layer.embeddings) if g is None else tf.convert_to_tensor(g)
-
-        return self._run(run).numpy()
-
-    def lookup_mask_zero(self, table: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        layer = self._layer(table, mask_zero=True)
-        out = self._run(lambda: layer(ids))
-        mask = layer.compute_mask(ids)
-        return out.numpy(), np.asarray(mask)
+        with Translate(lambda exc: _translate(exc, self.one_hot)):  # a new layer per load: nothing kept
+            ns = SOURCE.run(self._first("lookup_loaded", path), table=table, ids=ids)
+        return SOURCE.helper("to_numpy")(ns["out"])
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        path = eval(args["path"]) if op == "lookup_loaded" else "set_weights"
-        lines = [
-            "import os",
-            "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'",
-            "import numpy as np",
-            "import ml_dtypes",
-            "import tensorflow as tf",
-            "import tf_keras",
-            *(f"{k} = {v}" for k, v in args.items()),
-            _LOAD_SOURCE[path].format(options=self._options(op == "lookup_mask_zero")),
-        ]
-        if op in ("lookup", "lookup_loaded"):
-            lines += ["out = layer(ids).numpy()", "result = out"]
-        elif op == "lookup_mask_zero":
-            lines += ["out = layer(ids).numpy()", "mask = np.asarray(layer.compute_mask(ids))",
-                      "print('mask', mask)", "result = (out, mask)"]
-        elif op == "grad":
-            lines += [
-                "with tf.GradientTape() as tape:",
-                "    loss = tf.reduce_sum(layer(ids) * upstream)",
-                "g = tape.gradient(loss, layer.embeddings)",
-                "out = tf.convert_to_tensor(g).numpy()",
-                "result = out",
-            ]
-        else:
+        if op not in describe(self.name).methods:
             raise ValueError(f"{self.name} has no operation {op!r}")
-        lines += [
-            "print(out.dtype, out.shape)",
-            "print(repr(out))",
-            "print([hex(b) for b in out.view(f'u{out.dtype.itemsize}').ravel().tolist()])",
-        ]
-        return "\n".join(lines) + "\n"
+        path = _PATH_OF[args["path"]] if op == "lookup_loaded" else "set_weights"
+        tail = (["result = (show('out', out), show('mask', mask))"] if op == "lookup_mask_zero"
+                else ["result = show('out', out)"])
+        return SOURCE.snippet(args, self._first(op, path), tail)
 
 
 def describe(name: str) -> Description:
@@ -225,9 +183,7 @@ def describe(name: str) -> Description:
 def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     """The contract failure a tf_keras exception stands for (a snippet's replay uses
     it); MatMul's rank error can only come from the [one_hot] variant."""
-    adapter = TfKerasEmbedding.__new__(TfKerasEmbedding)
-    adapter._tf, adapter.one_hot = _import_tf()[0], True
-    return adapter._translate(exc)
+    return _translate(exc, one_hot=True)
 
 
 def embedding() -> TfKerasEmbedding:

@@ -17,13 +17,19 @@ framework.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, InvalidIds, LookupFailure, OutOfRange, methods_of
+from embedding_conformance.adapters.toolkit.source import Source
 
-HELPERS = '''\
+# the prelude: imports and the conversions both ways; it runs (once) in the child
+SOURCE = Source("mlx", '''\
+import numpy as np
+import ml_dtypes
+import mlx.core as mx
+import mlx.nn as nn
+
+
 def mx_array(a):
     # an MLX array of a's own dtype (mx.array alone makes float64 float32)
     a = np.asarray(a)
@@ -34,8 +40,9 @@ def to_numpy(out):
     if out.dtype == mx.bfloat16:  # np.array() has no bfloat16 buffer format: the bits, as uint16
         return np.array(out.view(mx.uint16)).view(ml_dtypes.bfloat16)
     return np.array(out)
-'''
+''')
 
+# each adapter's call, as the child runs it and a snippet prints it
 CALLS = {
     "mlx.core.take": ["out = mx.take(mx_array(table), mx_array(ids), axis=0)"],
     "mlx.nn.Embedding": [
@@ -44,7 +51,6 @@ CALLS = {
         "out = layer(mx_array(ids))",
     ],
 }
-IMPORTS = ["import numpy as np", "import ml_dtypes", "import mlx.core as mx", "import mlx.nn as nn"]
 
 _MESSAGES: tuple[tuple[str, type[LookupFailure]], ...] = (
     ("Boolean indices not supported", InvalidIds),  # mx.take
@@ -66,18 +72,10 @@ CAPABILITIES = {
         "nn.Embedding(num_embeddings, dims) holds a 2-D weight, set with load_weights([('weight', ...)])",)),
 }
 
-_code: dict[str, Any] = {}
 
-
-def child_lookup(name: str, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Runs in the child process: the very lines a snippet prints."""
-    ns = _code.get("ns")
-    if ns is None:
-        ns = _code["ns"] = {}
-        exec(compile("\n".join(IMPORTS) + "\n" + HELPERS, "<mlx helpers>", "exec"), ns)
-    local = {**ns, "table": table, "ids": ids}
-    exec(compile("\n".join(CALLS[name]), f"<{name} call>", "exec"), local)
-    return local["to_numpy"](local["out"])
+def child_lookup(call: str, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Runs in the child process: the call text the adapter handed over."""
+    return SOURCE.helper("to_numpy")(SOURCE.run(call, table=table, ids=ids)["out"])
 
 
 def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
@@ -107,7 +105,7 @@ class MlxLookup:
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         try:
-            return self._call(self.name, table, ids)
+            return self._call(SOURCE.handed_over(CALLS[self.name]), table, ids)
         except Exception as exc:
             failure = classify(exc)
             if failure is None or failure is exc:
@@ -117,15 +115,7 @@ class MlxLookup:
     def snippet(self, op: str, args: dict[str, str]) -> str:
         if op != "lookup":
             raise ValueError(f"{self.name} has no operation {op!r}")
-        lines = [*IMPORTS, "", HELPERS]
-        lines += [f"{k} = {v}" for k, v in args.items()]
-        lines += CALLS[self.name] + [
-            "out = to_numpy(out)",
-            "result = out",
-            "print(out.dtype, out.shape)",
-            "print(repr(out))",
-        ]
-        return "\n".join(lines) + "\n"
+        return SOURCE.snippet(args, CALLS[self.name], ["print(out.dtype, out.shape)", "result = show('out', out)"])
 
 
 def describe(name: str) -> Description:

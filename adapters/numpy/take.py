@@ -2,7 +2,7 @@
 
 ``np.take(table, ids, axis=0)`` with its default ``mode='raise'``, as a user who
 ports a lookup to NumPy writes it. Its real behaviour departs from the contract
-(declared in suites/divergences/runtimes.toml): ids in [-V, -1] wrap, ids are cast
+(declared in adapters/numpy/declarations.toml): ids in [-V, -1] wrap, ids are cast
 to ``intp`` with the 'same_kind' rule (uint64 ids past 2**63 become negative, bool
 ids become 0/1, float ids are refused). The ``numpy`` column is the oracle's own
 self-check and stays separate.

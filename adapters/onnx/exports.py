@@ -13,7 +13,7 @@ The torch.onnx columns also pool (``lookup_bags``, ``lookup_bags_padded``): the
 export of ``nn.EmbeddingBag.from_pretrained(table, mode=combiner,
 include_last_offset=True[, padding_idx=p])`` called with (values, offsets[,
 per_sample_weights]), the contract's CSR offsets handed over as they are (B + 1 of
-them, as adapters/torch_bag_adapter.ModuleBag does); values, offsets and weights are
+them, as adapters/torch/embedding_bag.ModuleBag does); values, offsets and weights are
 inputs of the model, the table its initializer ``weight``. torchlib writes the bag as
 a Gather of the rows followed by an ONNX Loop over the bags (a Slice and a
 ReduceSum/Mean/Max per bag, a constant zero row for an empty one).
@@ -26,9 +26,9 @@ export is static, the exporter's default), failures included, and shared by the
 columns of one exporter in a process. With torch.onnx the
 table is a weight: a later example of the same signature sets its values with
 ``ONNXProgram.apply_weights`` (torch.onnx's documented way of giving an exported
-program new weights) instead of exporting again; a snippet exports afresh. The
-runtime calls are written once, as source (``RUNNERS``): the adapter executes the
-very functions a snippet prints.
+program new weights) instead of exporting again; a snippet exports afresh. Every
+call is written once, as source (adapters/onnx/source.py): the adapter executes the
+very texts a snippet prints, ``export`` standing for the cache there.
 
 Every framework is imported lazily: importing this module imports none.
 """
@@ -39,137 +39,8 @@ from typing import Any, Callable
 import numpy as np
 
 from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, LookupFailure, OutOfRange, methods_of
-
-# --- the code a snippet prints and the adapter runs ------------------------------------
-
-HELPERS = '''\
-def to_torch(a):
-    a = np.asarray(a).copy(order="C")
-    if a.dtype == ml_dtypes.bfloat16:
-        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(a)
-'''
-
-EXPORTERS = {
-    "torch.onnx": '''\
-def export(table, ids):
-    # nn.Embedding holding the table, exported with torch.onnx's dynamo exporter
-    layer = torch.nn.Embedding.from_pretrained(to_torch(table)).eval()
-    program = torch.onnx.export(layer, (to_torch(ids),), dynamo=True, verbose=False)
-    return program
-''',
-    "tf2onnx": '''\
-def export(table, ids):
-    # tf.nn.embedding_lookup in a tf.function, converted by tf2onnx
-    spec = (tf.TensorSpec(table.shape, tf.as_dtype(table.dtype), name="params"),
-            tf.TensorSpec(ids.shape, tf.as_dtype(ids.dtype), name="ids"))
-
-    @tf.function(input_signature=spec, autograph=False)  # no Python control flow to convert
-    def lookup(params, ids):
-        return tf.nn.embedding_lookup(params, ids)
-
-    model, _ = tf2onnx.convert.from_function(lookup, input_signature=spec)
-    return model
-''',
-}
-# the pooled lookup (torch.onnx only: tf2onnx has no bag of its own to convert)
-BAG_EXPORTER = '''\
-def export_bags(table, values, offsets, weights, combiner, padding_idx=None):
-    # nn.EmbeddingBag holding the table; offsets in CSR form (B + 1 of them:
-    # include_last_offset=True); exported with torch.onnx's dynamo exporter
-    layer = torch.nn.EmbeddingBag.from_pretrained(to_torch(table), mode=combiner, include_last_offset=True,
-                                                  padding_idx=padding_idx).eval()
-    args = (to_torch(values), to_torch(offsets)) + (() if weights is None else (to_torch(weights),))
-    return torch.onnx.export(layer, args, dynamo=True, verbose=False)
-
-
-def bag_feeds(model, values, offsets, weights):
-    # the model's inputs, in the order the module takes them: input, offsets[, per_sample_weights]
-    arrays = [values, offsets] + ([] if weights is None else [weights])
-    return {i.name: a for i, a in zip(model.graph.input, arrays)}
-'''
-# what each exporter's snippet imports, and how its model and feeds are had
-EXPORT_IMPORTS = {"torch.onnx": ["import torch"],
-                  "tf2onnx": ["import tensorflow as tf", "import tf2onnx"]}
-MODEL_OF = {"torch.onnx": "program.model_proto", "tf2onnx": "program"}
-FEEDS_OF = {"torch.onnx": '{program.model_proto.graph.input[0].name: ids}',
-            "tf2onnx": '{"params": table, "ids": ids}'}
-
-RUNNERS = {
-    "onnxruntime": '''\
-def to_ort(a):
-    a = np.asarray(a)
-    a = a if a.flags.c_contiguous else a.copy(order="C")
-    if a.dtype == ml_dtypes.bfloat16:  # NumPy has no bfloat16 of its own: hand ORT the bits
-        return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(a.view(np.uint16), onnx.TensorProto.BFLOAT16)
-    return ort.OrtValue.ortvalue_from_numpy(a)
-
-
-def from_ort(value):
-    if value.data_type() == "tensor(bfloat16)":  # OrtValue.numpy() has no bfloat16: read its bytes
-        raw = ctypes.string_at(value.data_ptr(), value.tensor_size_in_bytes())
-        return np.frombuffer(raw, dtype=ml_dtypes.bfloat16).reshape(value.shape()).copy()
-    return value.numpy()
-
-
-def run(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    outputs = session.run_with_ort_values(None, {name: to_ort(a) for name, a in feeds.items()})
-    return from_ort(outputs[0])
-''',
-    "onnx.reference": '''\
-def run(model, feeds):
-    return np.asarray(ReferenceEvaluator(model).run(None, feeds)[0])
-''',
-}
-RUNNER_IMPORTS = {"onnxruntime": ["import ctypes", "import onnx", "import onnxruntime as ort"],
-                  "onnx.reference": ["from onnx.reference import ReferenceEvaluator"]}
-
-
-def snippet_source(runtime: str, exporter: str, args: dict[str, str], runners: dict[str, str] = RUNNERS,
-                   runner_imports: dict[str, list[str]] = RUNNER_IMPORTS) -> str:
-    """Standalone code: export (afresh, with this very table), run, bind ``result``."""
-    lines = ["import numpy as np", "import ml_dtypes", *EXPORT_IMPORTS[exporter], *runner_imports[runtime], ""]
-    lines += [HELPERS, EXPORTERS[exporter], runners[runtime]]
-    lines += [f"{k} = {v}" for k, v in args.items()]
-    lines += [
-        "program = export(table, ids)",
-        f"out = run({MODEL_OF[exporter]}, {FEEDS_OF[exporter]})",
-        "result = out",
-        "print(out.dtype, out.shape)",
-        "print(repr(out))",
-        "if out.dtype.kind == 'f' or out.dtype == ml_dtypes.bfloat16:",
-        "    print([hex(b) for b in out.view(f'u{out.itemsize}').ravel().tolist()])",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def bag_snippet_source(runtime: str, args: dict[str, str], padded: bool, runners: dict[str, str] = RUNNERS,
-                       runner_imports: dict[str, list[str]] = RUNNER_IMPORTS) -> str:
-    """Standalone code for a pooled lookup: export (afresh, with this very table), run,
-    bind ``result``."""
-    lines = ["import numpy as np", "import ml_dtypes", *EXPORT_IMPORTS["torch.onnx"], *runner_imports[runtime], ""]
-    lines += [HELPERS, BAG_EXPORTER, runners[runtime]]
-    lines += [f"{k} = {v}" for k, v in args.items()]
-    pad = ", padding_idx" if padded else ""
-    lines += [
-        f"program = export_bags(table, values, offsets, weights, combiner{pad})",
-        "out = run(program.model_proto, bag_feeds(program.model_proto, values, offsets, weights))",
-        "result = out",
-        "print(out.dtype, out.shape)",
-        "print(repr(out))",
-        "if out.dtype.kind == 'f' or out.dtype == ml_dtypes.bfloat16:",
-        "    print([hex(b) for b in out.view(f'u{out.itemsize}').ravel().tolist()])",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def load_source(source: str, imports: list[str]) -> dict[str, Any]:
-    """Execute snippet source (imports, then definitions) and return its namespace."""
-    ns: dict[str, Any] = {"__name__": "embedding_conformance.adapters.onnx_snippet"}
-    exec(compile("\n".join(imports) + "\n" + source, "<onnx_adapter source>", "exec"), ns)
-    return ns
-
+from embedding_conformance.adapters.onnx.source import CALLS, EXPORTERS, RUNNERS, TAIL, printed_source, runtime_source
+from embedding_conformance.adapters.toolkit.source import Source
 
 # --- failures ----------------------------------------------------------------------
 
@@ -270,7 +141,7 @@ _FRAMEWORK = {"onnxruntime": "onnxruntime", "onnx.reference": "onnx"}
 def exporter_capabilities(exporter: str, distributions: tuple[str, ...], notes: tuple[str, ...]) -> Capabilities:
     if exporter == "torch.onnx":
         # combiners: nn.EmbeddingBag's modes (no sqrtn), weights with sum only, as
-        # adapters/torch_bag_adapter declares for the eager module
+        # adapters/torch/embedding_bag.py declares for the eager module
         return Capabilities(table_dtypes=FLOAT_DTYPES, table_ndims=(2,), id_dtypes=("int32", "int64"),
                             combiners=("sum", "mean", "max"), weighted_combiners=("sum",),
                             distributions=distributions, notes=_TORCH_NOTES + notes)
@@ -285,25 +156,30 @@ def _capabilities(runtime: str, exporter: str) -> Capabilities:
 
 # --- exports, cached per signature -------------------------------------------------------
 
+# how a cached torch.onnx program gets a later example's table: the documented way of giving
+# an exported program new weights
+_APPLY_WEIGHTS = 'program.apply_weights({"weight": to_torch(table, copy=True)})'
+
+
+def _model_and_feeds(model, feeds):
+    """``run`` for a call text whose model and feeds are wanted, not its output."""
+    return model, feeds
+
+
 class Exports:
-    """An exporter's models, one per signature. ``model(table, ids)`` returns the ONNX
-    model for this table (and the feeds it takes), or raises the export's failure."""
+    """An exporter's models, one per signature, and its call texts (adapters/onnx/source.py)
+    executed with them: ``export``/``export_bags`` stand for the cache there."""
 
     def __init__(self, exporter: str):
         self.exporter = exporter
-        imports = ["import numpy as np", "import ml_dtypes", *EXPORT_IMPORTS[exporter]]
-        self._export: Callable = load_source(HELPERS + EXPORTERS[exporter], imports)["export"]
-        bag_ns = load_source(HELPERS + BAG_EXPORTER, imports) if exporter == "torch.onnx" else {}
-        self._export_bags: Callable | None = bag_ns.get("export_bags")
-        self._bag_feeds: Callable | None = bag_ns.get("bag_feeds")
+        self.source = EXPORTERS[exporter]
+        self.source.base()  # the exporter's frameworks are imported with the adapter
         if exporter == "torch.onnx":
             import logging
 
             # fake tensors log the meta kernel's refusal of float ids (an export that fails
             # as InvalidIds, a result) with its whole traceback: ~700 lines a run
             logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
-        self._to_torch = load_source(HELPERS, ["import numpy as np", "import ml_dtypes", "import torch"])[
-            "to_torch"] if exporter == "torch.onnx" else None
         self._cache: dict[tuple, Any] = {}
         self.exports = 0  # exports made (failed ones included): one per signature
         self.seconds = 0.0  # time spent exporting
@@ -326,34 +202,43 @@ class Exports:
         if isinstance(program, Exception):
             raise program
         if self.exporter == "torch.onnx" and not fresh:
-            # the documented way of giving an exported program new weights
-            program.apply_weights({"weight": self._to_torch(table)})
+            self.source.run(_APPLY_WEIGHTS, program=program, table=table)
         return program
 
-    def model(self, table: np.ndarray, ids: np.ndarray):
+    def export(self, table: np.ndarray, ids: np.ndarray):
+        """The prelude's ``export(table, ids)``, made once per signature (dtypes and shapes:
+        the export is static, the exporter's default)."""
         key = (table.dtype.str, table.dtype.name, table.shape, ids.dtype.str, ids.shape)
-        program = self._program(key, lambda: self._export(table, ids), table)
-        if self.exporter == "torch.onnx":
-            model = program.model_proto
-            return model, {model.graph.input[0].name: ids}
-        return program, {"params": table, "ids": ids}
+        return self._program(key, lambda: self.source.helper("export")(table, ids), table)
 
-    def bags(self, table, values, offsets, weights, combiner, padding_idx=None):
-        """The exported nn.EmbeddingBag for this table and its feeds (torch.onnx only).
-        The signature: dtypes and shapes of the table, values, offsets and weights (or
-        none), the mode and the padding id, all static in the export; offsets, values and
-        weights are the model's inputs, so only the table is set anew."""
-        if self._export_bags is None:
-            raise ValueError(f"{self.exporter} exports no bag")
-
+    def export_bags(self, table, values, offsets, weights, combiner, padding_idx=None):
+        """The prelude's ``export_bags``, made once per signature: dtypes and shapes of the
+        table, values, offsets and weights (or none), the mode and the padding id, all static
+        in the export; offsets, values and weights are the model's inputs, so only the table
+        is set anew."""
         def sig(a):
             return None if a is None else (a.dtype.str, a.dtype.name, a.shape)
 
         key = ("bags", sig(table), sig(values), sig(offsets), sig(weights), combiner, padding_idx)
-        program = self._program(key, lambda: self._export_bags(table, values, offsets, weights, combiner, padding_idx),
-                                table)
-        model = program.model_proto
-        return model, self._bag_feeds(model, values, offsets, weights)
+        return self._program(key, lambda: self.source.helper("export_bags")(
+            table, values, offsets, weights, combiner, padding_idx), table)
+
+    def call(self, op: str, run: Callable, **names: Any) -> Any:
+        """Execute ``op``'s call text with the cached exports and the column's ``run``: its ``out``."""
+        lines = CALLS[self.exporter].get(op)
+        if lines is None:
+            raise ValueError(f"{self.exporter} exports no {op}")
+        return self.source.run(lines, export=self.export, export_bags=self.export_bags, run=run, **names)["out"]
+
+    def model(self, table: np.ndarray, ids: np.ndarray):
+        """The ONNX model the lookup's call text runs for this table, and its feeds."""
+        return self.call("lookup", _model_and_feeds, table=table, ids=ids)
+
+    def bags(self, table, values, offsets, weights, combiner, padding_idx=None):
+        """The exported nn.EmbeddingBag the bag's call text runs for this table, and its feeds."""
+        op, pad = ("lookup_bags", {}) if padding_idx is None else ("lookup_bags_padded", {"padding_idx": padding_idx})
+        return self.call(op, _model_and_feeds, table=table, values=values, offsets=offsets, weights=weights,
+                         combiner=combiner, **pad)
 
 
 _SHARED: dict[str, Exports] = {}
@@ -367,7 +252,55 @@ def exports_for(exporter: str) -> Exports:
     return _SHARED[exporter]
 
 
-class OnnxLookup:
+class ExportedColumn:
+    """A column of an exporter's model run by a runtime: ``exporter``, ``_exports`` (its
+    cache), ``_run`` (the runtime's ``run``) and ``_printed`` (the Source its snippets are
+    printed with) are the subclass's. Shared by the ONNX and OpenVINO columns."""
+
+    exporter: str
+    name: str
+
+    def _call(self, op: str, ids: np.ndarray, /, **names: Any) -> np.ndarray:
+        """``op``'s call text run with ``names``; a failure read against ``ids`` (the lookup's ids,
+        the bag's values)."""
+        try:
+            return np.asarray(self._exports.call(op, self._run, **names))
+        except Exception as exc:
+            raise translated(exc, ids) from None
+
+    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return self._call("lookup", ids, table=table, ids=ids)
+
+    def snippet(self, op: str, args: dict[str, str]) -> str:
+        """The exporter's prelude, the runtime's ``run``, the call text: it exports afresh."""
+        if op not in CALLS[self.exporter]:
+            raise ValueError(f"{self.name} has no operation {op!r}")
+        return self._printed.snippet(args, CALLS[self.exporter][op], TAIL)
+
+
+class ExportedBags:
+    """lookup_bags through nn.EmbeddingBag's torch.onnx export, for an ExportedColumn."""
+
+    def lookup_bags(self, table, values, offsets, weights, combiner):
+        return self._call("lookup_bags", values, table=table, values=values, offsets=offsets, weights=weights,
+                          combiner=combiner)
+
+    def lookup_bags_padded(self, table, values, offsets, weights, combiner, padding_idx):
+        return self._call("lookup_bags_padded", values, table=table, values=values, offsets=offsets, weights=weights,
+                          combiner=combiner, padding_idx=int(padding_idx))
+
+
+_RUNTIMES: dict[str, Source] = {}
+
+
+def _runtime(name: str) -> Source:
+    """One Source per runtime and process (each compiles its texts once)."""
+    if name not in _RUNTIMES:
+        _RUNTIMES[name] = runtime_source(name, RUNNERS[name])
+    return _RUNTIMES[name]
+
+
+class OnnxLookup(ExportedColumn):
     """One (runtime, exporter) column."""
 
     def __init__(self, runtime: str, exporter: str):
@@ -376,52 +309,17 @@ class OnnxLookup:
         self.framework = _FRAMEWORK[runtime]
         self.capabilities = _capabilities(runtime, exporter)
         self._exports = exports_for(exporter)
-        self._run = load_source(RUNNERS[runtime], ["import numpy as np", "import ml_dtypes",
-                                                   *RUNNER_IMPORTS[runtime]])["run"]
+        self._run = _runtime(runtime).helper("run")  # imports the runtime now
+        self._printed = printed_source(exporter, self.name, RUNNERS[runtime])
         if runtime == "onnxruntime":
             import onnxruntime
 
             # errors only (no log line per refused id: the exception says it); logging alone
             onnxruntime.set_default_logger_severity(3)
 
-    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        try:
-            model, feeds = self._exports.model(table, ids)
-            return np.asarray(self._run(model, feeds))
-        except Exception as exc:
-            raise translated(exc, ids) from None
-
-    def snippet(self, op: str, args: dict[str, str]) -> str:
-        if op != "lookup":
-            raise ValueError(f"{self.name} has no operation {op!r}")
-        return snippet_source(self.runtime, self.exporter, args)
-
-
-class ExportedBags:
-    """lookup_bags through nn.EmbeddingBag's torch.onnx export (``self._exports``), run
-    by the column's runtime (``self._run``): shared by the ONNX and OpenVINO columns."""
-
-    def _bags(self, table, values, offsets, weights, combiner, padding_idx=None) -> np.ndarray:
-        try:
-            model, feeds = self._exports.bags(table, values, offsets, weights, combiner, padding_idx)
-            return np.asarray(self._run(model, feeds))
-        except Exception as exc:
-            raise translated(exc, values) from None
-
-    def lookup_bags(self, table, values, offsets, weights, combiner):
-        return self._bags(table, values, offsets, weights, combiner)
-
-    def lookup_bags_padded(self, table, values, offsets, weights, combiner, padding_idx):
-        return self._bags(table, values, offsets, weights, combiner, int(padding_idx))
-
 
 class TorchOnnxLookup(ExportedBags, OnnxLookup):
     """A torch.onnx column: nn.Embedding's export for lookups, nn.EmbeddingBag's for bags."""
-
-    def snippet(self, op: str, args: dict[str, str]) -> str:
-        if op in ("lookup_bags", "lookup_bags_padded"):
-            return bag_snippet_source(self.runtime, args, op == "lookup_bags_padded")
-        return super().snippet(op, args)
 
 
 _CLASSES = {"torch.onnx": TorchOnnxLookup, "tf2onnx": OnnxLookup}

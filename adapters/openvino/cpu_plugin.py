@@ -15,20 +15,24 @@ The output arrives as a NumPy array; a bfloat16 output arrives in an array typed
 float16 holding bfloat16 bits (NumPy has no bfloat16), which is read as
 ml_dtypes.bfloat16, bits unchanged.
 
+The calls are the torch.onnx call texts (adapters/onnx/source.py), run here with the cached
+exports and ``run`` bound to the child's, which runs the ``run`` of ``RUNNERS`` below: a
+snippet prints the torch.onnx prelude, that ``run`` and the same texts.
+
 OpenVINO is imported lazily: importing this module imports no framework.
 """
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
 from embedding_conformance.adapters.contract import Call, Description, LookupFailure, methods_of
 from embedding_conformance.adapters.toolkit import cpu
-from embedding_conformance.adapters.onnx.exports import ExportedBags, bag_snippet_source, exporter_capabilities, exports_for, load_source, snippet_source, translated
+from embedding_conformance.adapters.onnx.exports import ExportedBags, ExportedColumn, exporter_capabilities, exports_for
 from embedding_conformance.adapters.onnx.exports import classify as onnx_classify
+from embedding_conformance.adapters.onnx.source import printed_source, runtime_source
 
 _RUNNER = '''\
+import io
+import openvino as ov
+
 core = ov.Core()
 CONFIG = {config}
 
@@ -45,7 +49,9 @@ def run(model, feeds):
 # half-precision support, set the ov::hint::inference_precision to ov::element::f32")
 CONFIGS = {"openvino": {}, "openvino[f32]": {"INFERENCE_PRECISION_HINT": "f32"}}
 RUNNERS = {key: _RUNNER.format(config=repr(config)) for key, config in CONFIGS.items()}
-RUNNER_IMPORTS = {key: ["import io", "import openvino as ov"] for key in CONFIGS}
+# what the child runs ``run`` with (each CONFIG's Core made once per child); snippets
+# print the torch.onnx prelude and the same ``run``
+SOURCES = {key: runtime_source(key, runner) for key, runner in RUNNERS.items()}
 
 CAPABILITIES = exporter_capabilities("torch.onnx", ("onnx", "onnxscript", "torch"), (
     "Core.read_model of the exported ONNX model (io.BytesIO), Core.compile_model(model, 'CPU') with "
@@ -58,19 +64,12 @@ def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     return onnx_classify(exc, call)
 
 
-_runner: dict[str, Any] = {}
-
-
 def child(op: str, key: str, *args):
-    """Runs in the child process: ``run`` (the very ``run`` a snippet prints, with the column's
-    properties) or ``facts``."""
+    """Runs in the child process: the column's ``run`` (the very ``run`` a snippet prints) or
+    ``facts``."""
     if op == "facts":
         return child_facts(CONFIGS[key])
-    run = _runner.get(key)
-    if run is None:
-        run = _runner[key] = load_source(RUNNERS[key], ["import numpy as np", "import ml_dtypes",
-                                                        *RUNNER_IMPORTS[key]])["run"]
-    return run(*args)
+    return SOURCES[key].helper("run")(*args)
 
 
 def child_facts(config: dict) -> dict[str, int | str]:
@@ -91,10 +90,11 @@ def child_facts(config: dict) -> dict[str, int | str]:
             "openvino.f16_native": int("FP16" in caps), **cpu.facts()}
 
 
-class OpenVinoLookup(ExportedBags):
+class OpenVinoLookup(ExportedBags, ExportedColumn):
     name = "openvino[torch.onnx]"
     framework = "openvino"
     capabilities = CAPABILITIES
+    exporter = "torch.onnx"
     runner = "openvino"
 
     def __init__(self):
@@ -106,29 +106,17 @@ class OpenVinoLookup(ExportedBags):
         self._child = Isolated(__name__, "child", preload=("openvino",), label="OpenVINO (CPU plugin)")
         self._child.ready()
         self._exports = exports_for("torch.onnx")
+        self._printed = printed_source("torch.onnx", self.name, RUNNERS[self.runner])
         self._facts: dict | None = None
 
     def _run(self, model, feeds):
+        # ``run`` as the call texts see it here: the child's
         return self._child("run", self.runner, model, feeds)
 
     def environment(self) -> dict[str, int | str]:
         if self._facts is None:
             self._facts = self._child("facts", self.runner)
         return self._facts
-
-    def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        try:
-            model, feeds = self._exports.model(table, ids)
-            return self._run(model, feeds)
-        except Exception as exc:
-            raise translated(exc, ids) from None
-
-    def snippet(self, op: str, args: dict[str, str]) -> str:
-        if op in ("lookup_bags", "lookup_bags_padded"):
-            return bag_snippet_source(self.runner, args, op == "lookup_bags_padded", RUNNERS, RUNNER_IMPORTS)
-        if op != "lookup":
-            raise ValueError(f"{self.name} has no operation {op!r}")
-        return snippet_source(self.runner, "torch.onnx", args, RUNNERS, RUNNER_IMPORTS)
 
 
 class OpenVinoLookupF32(OpenVinoLookup):

@@ -39,7 +39,7 @@ from embedding_conformance.adapters.contract import STRATEGIES, InvalidIds, Inva
 # xla_division_by_zero: with tf_partition_route, 'div' with fewer rows than shards
 #   (q == 0) does not fail under XLA, whose integer division by zero does not trap:
 #   the valid ids reach their rows (id i is shard i's one row); an id outside [0, N)
-#   kills the process there (no model: see suites/divergences/tensorflow.toml).
+#   kills the process there (no model: see adapters/tensorflow/declarations.toml).
 MODELS = ("route_by_total", "tf_partition_route", "concat_shards", "xla_division_by_zero")
 
 

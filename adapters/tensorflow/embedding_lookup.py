@@ -4,10 +4,12 @@
 (eager and inside ``tf.function``).
 
 One class, ``TFEmbedding``, holds everything; each registry name is a small
-``Variant`` (which API, which execution mode, which capabilities). The inputs
-are handed to TensorFlow in the dtypes given (``tf.constant(array)``), and the
-outputs come back through ``Tensor.numpy()`` (TensorFlow's bfloat16 *is*
-``ml_dtypes.bfloat16``, so no bit changes on the way).
+``Variant`` (which API, which execution mode, which capabilities). Every call runs
+from source text with the TensorFlow prelude (adapters/tensorflow/source.py), the text
+its snippet prints: the inputs are handed to TensorFlow in the dtypes given
+(``to_tf``, i.e. ``tf.constant(array)``), and the outputs come back through
+``Tensor.numpy()`` (TensorFlow's bfloat16 *is* ``ml_dtypes.bfloat16``, so no bit
+changes on the way).
 
 Execution modes:
 - ``eager``: the call as written;
@@ -31,31 +33,27 @@ TensorFlow is imported lazily: importing this module does not import it.
 """
 from __future__ import annotations
 
-import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from functools import partial
+from typing import Any
 
 import numpy as np
 
 from embedding_conformance.adapters.toolkit import cpu
+from embedding_conformance.adapters.toolkit.source import Source
 from embedding_conformance.adapters.contract import (Call, Capabilities, Description, FLOAT_DTYPES, InvalidIds, InvalidShards, InvalidTable, LookupFailure,
-                       OutOfRange, Translate)
+                       OutOfRange)
+from embedding_conformance.adapters.tensorflow.source import PRELUDE, Kept, run_keeping, translating
 
-_tf = None
+# the TensorFlow prelude, and the input signature every tf.function here is given
+SOURCE = Source("tf.nn.embedding_lookup", PRELUDE + '''
 
-
-def _import_tf():
-    global _tf
-    if _tf is None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import tensorflow as tf
-
-        # one tf.function per input signature is the design: its retracing warning says nothing
-        tf.get_logger().setLevel("ERROR")
-        _tf = tf
-    return _tf
+def spec(a):
+    # a's dtype and rank, every dimension None: one trace per dtype/rank signature, never one per shape
+    return tf.TensorSpec([None] * a.ndim, tf.as_dtype(a.dtype))
+''')
 
 
 # --- capabilities ---------------------------------------------------------------------
@@ -150,12 +148,6 @@ def translate(exc: BaseException, ids_dtype: np.dtype | None, sharded: bool = Fa
     return None
 
 
-def to_numpy(tensor) -> np.ndarray:
-    # Tensor.numpy() copies the buffer (bfloat16 arrives as ml_dtypes.bfloat16); a 0-d
-    # tensor comes back as a NumPy scalar, which np.asarray wraps without touching its bits
-    return np.asarray(tensor.numpy())
-
-
 # --- variants -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -173,16 +165,98 @@ class Variant:
             ("grad", "lookup_with_state", "lookup_loaded") if self.training else ())
 
 
+# --- the source of each call --------------------------------------------------------------
+
+def _traced(mode: str, fn: str, signature: str | None) -> str:
+    """The line binding ``f``: the callable ``fn`` as the variant runs it, itself (eager)
+    or a tf.function. autograph=False: there is no Python control flow to convert, and
+    autograph's cache of converted closures once handed one variant's closure to another's
+    trace. Without a signature (a tf.Variable argument) its spec is relaxed between calls."""
+    if mode == "eager":
+        return f"f = {fn}"
+    jit = "jit_compile=True, " if mode == "xla" else ""
+    sig = f"input_signature={signature}" if signature else "reduce_retracing=True"
+    return f"f = tf.function({fn}, {jit}autograph=False, {sig})"
+
+
+_GRAD = [
+    "def grad(table, ids, upstream):",
+    "    with tf.GradientTape() as tape:",
+    "        tape.watch(table)",
+    "        loss = tf.reduce_sum({op}(table, ids) * upstream)",
+    "    # d loss / d table arrives as tf.IndexedSlices; TensorFlow densifies it (unsorted_segment_sum)",
+    "    # when it is converted to a tensor. The loss is returned too, as a training step returns it:",
+    "    # a graph returning the gradient alone would prune the forward gather, and the ids' check",
+    "    return loss, tf.convert_to_tensor(tape.gradient(loss, table))",
+]
+_STATE = [
+    "var = tf.Variable(table)",
+    "try:",
+    "    out = f(var, to_tf(ids))",
+    "except (tf.errors.OpError, ValueError, TypeError) as exc:",
+    "    out = exc  # the lookup failed: the table must still be as it was",
+    "after = var.read_value()",
+]
+_LOAD_PATHS = ("Variable", "assign")  # table.load: tf.Variable(table), and Variable.assign(table)
+_LOAD = {
+    "Variable": ["var = tf.Variable(table)"],
+    "assign": ["var = tf.Variable(tf.zeros(table.shape, tf.as_dtype(table.dtype)))", "var.assign(table)"],
+}
+_PATH_OF = {repr(p): p for p in _LOAD_PATHS}  # a snippet's `path` argument, as source
+
+
+def _texts(variant: Variant) -> dict[Any, tuple[list[str], list[str]]]:
+    """Each call of a tf.nn / compat.v1 variant as (build lines, call lines): the build
+    binds ``f``, the call calls it. The snippet prints both; a kept tf.function runs the
+    call lines alone."""
+    op = "tf.compat.v1.nn.embedding_lookup" if variant.api == "v1" else "tf.nn.embedding_lookup"
+    strategy = ", partition_strategy=strategy" if variant.api == "v1" else ""
+    mode = variant.mode
+    texts = {
+        "lookup": ([_traced(mode, f"lambda table, ids: {op}(table, ids)", "[spec(table), spec(ids)]")],
+                   ["out = f(to_tf(table), to_tf(ids))"]),
+        # a list of shards: TensorFlow treats a tuple as one stacked tensor
+        "lookup_sharded": ([_traced(mode, f"lambda shards, ids: {op}(list(shards), ids{strategy})",
+                                    "[[spec(s) for s in shards], spec(ids)]")],
+                           ["out = f([to_tf(s) for s in shards], to_tf(ids))"]),
+        "grad": ([*(line.format(op=op) for line in _GRAD),
+                  _traced(mode, "grad", "[spec(table), spec(ids), spec(upstream)]")],
+                 ["loss, out = f(to_tf(table), to_tf(ids), to_tf(upstream))"]),
+        "lookup_with_state": ([_traced(mode, f"lambda var, ids: {op}(var, ids, max_norm=max_norm)", None)], _STATE),
+    }
+    for path, load in _LOAD.items():
+        texts["lookup_loaded", path] = ([_traced(mode, f"lambda var, ids: {op}(var, ids)", None)],
+                                        [*load, "out = f(var, to_tf(ids))"])
+    return texts
+
+
+# ShardedVariable: the variables of a shard layout are made once and re-assigned per call
+_SV_ONE = "shards = [table]  # a one-shard ShardedVariable: the plain lookup through its code path"
+_SV_BUILD = [
+    "# one tf.Variable per shard, wrapped as ParameterServerStrategy wraps them",
+    "variables = [tf.Variable(s) for s in shards]",
+    "sv = tf.__internal__.distribute.ShardedVariable(variables)",
+]
+_SV_ASSIGN = ["for var, s in zip(variables, shards):", "    var.assign(s)"]
+_SV_FUNCTION = [
+    "# the ShardedVariable is captured, as a model's variable is (passed as an argument, it",
+    "# would be rebuilt from a tuple of variables)",
+    "f = tf.function(lambda ids: tf.nn.embedding_lookup(sv, ids), input_signature=[spec(ids)])",
+]
+_SV_CALL = {"eager": "out = tf.nn.embedding_lookup(sv, to_tf(ids))", "function": "out = f(to_tf(ids))"}
+
+
 class TFEmbedding:
     framework = "tensorflow"
     _LAYOUTS = 64  # ShardedVariable layouts kept alive (variables + functions)
 
     def __init__(self, variant: Variant):
-        self.tf = _import_tf()
+        SOURCE.base()  # imports TensorFlow
         self.variant = variant
         self.name = variant.name
         self.capabilities = variant.capabilities
-        self._fns: dict[tuple, Callable] = {}
+        self._texts = _texts(variant)
+        self._fns = Kept(SOURCE, "f")  # tf.functions, per method and input signature
         self._layouts: OrderedDict[tuple, dict] = OrderedDict()
         for method in ("lookup_sharded", "grad", "lookup_with_state", "lookup_loaded"):
             if method not in variant.methods:
@@ -194,263 +268,126 @@ class TFEmbedding:
 
     # -- calling TensorFlow
 
-    def _spec(self, a: np.ndarray):
-        return self.tf.TensorSpec([None] * a.ndim, self.tf.as_dtype(a.dtype))
-
-    def _compiled(self, key: tuple, fn: Callable, signature: list | None) -> Callable:
-        """fn as the variant runs it: itself (eager) or a tf.function cached by key."""
+    def _call(self, text: Any, key: tuple, **names: Any) -> dict[str, Any]:
+        """Run a call's text: build and call (eager), or the call with the tf.function kept
+        for ``key`` (made by the first such call)."""
+        build, call = self._texts[text]
         if self.variant.mode == "eager":
-            return fn
-        f = self._fns.get(key)
-        if f is None:
-            kw: dict[str, Any] = {"jit_compile": True} if self.variant.mode == "xla" else {}
-            # no Python control flow to convert; autograph's cache of converted
-            # closures once handed one variant's closure to another's trace
-            kw["autograph"] = False
-            if signature is None:
-                kw["reduce_retracing"] = True
-            else:
-                kw["input_signature"] = signature
-            f = self._fns[key] = self.tf.function(fn, **kw)
-        return f
+            return SOURCE.run([*build, *call], **names)
+        return self._fns.run(key, [*build, *call], call, **names)
 
-    def _run(self, thunk: Callable[[], Any], ids: np.ndarray, sharded: bool = False):
-        dtype = np.asarray(ids).dtype
-        with Translate(lambda exc: translate(exc, dtype, sharded), catch=(self.tf.errors.OpError, ValueError, TypeError)):
-            return thunk()
-
-    def _op(self):
-        tf = self.tf
-        if self.variant.api == "v1":
-            return tf.compat.v1.nn.embedding_lookup
-        return tf.nn.embedding_lookup
+    @staticmethod
+    def _translating(ids: np.ndarray, sharded: bool = False):
+        return translating(lambda exc, dtype: translate(exc, dtype, sharded), ids)
 
     # -- the methods
 
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
         if self.variant.api == "sv":
-            return self._sv_lookup([table], ids, sharded=False)
-        op = self._op()
-        fn = self._compiled(("lookup", table.dtype, table.ndim, ids.dtype, ids.ndim),
-                            lambda t, i: op(t, i), [self._spec(table), self._spec(ids)])
-        tf = self.tf
-        return self._run(lambda: to_numpy(fn(tf.constant(table), tf.constant(ids))), ids)
+            return self._sv_lookup("lookup", [table], {"table": table, "ids": ids})
+        with self._translating(ids):
+            ns = self._call("lookup", ("lookup", table.dtype, table.ndim, ids.dtype, ids.ndim), table=table, ids=ids)
+        return SOURCE.helper("to_numpy")(ns["out"])
 
     def lookup_sharded(self, shards: list[np.ndarray], ids: np.ndarray, strategy: str) -> np.ndarray:
         if strategy not in self.capabilities.strategies:
             raise ValueError(f"{self.name} has no partition strategy {strategy!r}; "
                              f"it takes {', '.join(self.capabilities.strategies)}")
         if self.variant.api == "sv":
-            return self._sv_lookup(list(shards), ids, sharded=True)
-        tf = self.tf
-        if self.variant.api == "v1":
-            op = tf.compat.v1.nn.embedding_lookup
-
-            def call(ss, i):
-                return op(list(ss), i, partition_strategy=strategy)
-        else:
-            op = tf.nn.embedding_lookup
-
-            def call(ss, i):
-                return op(list(ss), i)  # a list: TF treats a tuple as one stacked tensor
-
+            return self._sv_lookup("lookup_sharded", list(shards), {"shards": list(shards), "ids": ids})
         key = ("sharded", strategy, tuple((s.dtype, s.ndim) for s in shards), ids.dtype, ids.ndim)
-        fn = self._compiled(key, call, [[self._spec(s) for s in shards], self._spec(ids)])
-        return self._run(lambda: to_numpy(fn([tf.constant(s) for s in shards], tf.constant(ids))),
-                         ids, sharded=True)
+        with self._translating(ids, sharded=True):
+            ns = self._call("lookup_sharded", key, shards=shards, ids=ids, strategy=strategy)
+        return SOURCE.helper("to_numpy")(ns["out"])
 
     def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
-        tf = self.tf
-        op = self._op()
-
-        def grad_fn(t, i, up):
-            with tf.GradientTape() as tape:
-                tape.watch(t)
-                loss = tf.reduce_sum(op(t, i) * up)
-            # d loss / d table arrives as tf.IndexedSlices; TensorFlow densifies it
-            # (unsorted_segment_sum) when it is converted to a tensor. The loss is returned
-            # too, as a training step returns it: a graph that returned the gradient alone
-            # would prune the forward gather, and with it the check of the ids
-            return loss, tf.convert_to_tensor(tape.gradient(loss, t))
-
         key = ("grad", table.dtype, table.ndim, ids.dtype, ids.ndim, upstream.dtype)
-        fn = self._compiled(key, grad_fn, [self._spec(table), self._spec(ids), self._spec(upstream)])
-        return self._run(lambda: to_numpy(fn(tf.constant(table), tf.constant(ids), tf.constant(upstream))[1]), ids)
+        with self._translating(ids):
+            ns = self._call("grad", key, table=table, ids=ids, upstream=upstream)
+        return SOURCE.helper("to_numpy")(ns["out"])
 
     def lookup_with_state(self, table: np.ndarray, ids: np.ndarray, max_norm: float | None = None):
-        tf = self.tf
-        op = self._op()
-        var = tf.Variable(table)
         # the variable is an argument (its spec relaxed between calls): one function per
         # rank signature, so that no trace is reused for a table of another rank
         key = ("state", max_norm, table.dtype, table.ndim, ids.dtype, ids.ndim)
-        fn = self._compiled(key, lambda v, i: op(v, i, max_norm=max_norm), None)
-        try:
-            out = self._run(lambda: to_numpy(fn(var, tf.constant(ids))), ids)
-        except LookupFailure as failure:
-            out = failure
-        return out, to_numpy(var.read_value())
+        ns = self._call("lookup_with_state", key, table=table, ids=ids, max_norm=max_norm)
+        out, to_numpy = ns["out"], SOURCE.helper("to_numpy")
+        if isinstance(out, BaseException):  # caught by the call text, so that the table is read
+            failure = translate(out, np.asarray(ids).dtype)
+            if failure is None:
+                raise out
+            failure.__cause__ = out
+            return failure, to_numpy(ns["after"])
+        return to_numpy(out), to_numpy(ns["after"])
 
     def lookup_loaded(self, table: np.ndarray, ids: np.ndarray, path: str) -> np.ndarray:
         """table.load: the table held in a tf.Variable, made from it or assigned to it."""
-        tf = self.tf
-        if path == "Variable":
-            var = tf.Variable(table)
-        elif path == "assign":
-            var = tf.Variable(tf.zeros(table.shape, tf.as_dtype(table.dtype)))
-            var.assign(table)
-        else:
+        if path not in _LOAD:
             raise ValueError(f"{self.name} has no load path {path!r}; it takes {', '.join(_LOAD_PATHS)}")
-        op = self._op()
         key = ("loaded", table.dtype, table.ndim, ids.dtype, ids.ndim)
-        fn = self._compiled(key, lambda v, i: op(v, i), None)
-        return self._run(lambda: to_numpy(fn(var, tf.constant(ids))), ids)
+        with self._translating(ids):
+            ns = self._call(("lookup_loaded", path), key, table=table, ids=ids)
+        return SOURCE.helper("to_numpy")(ns["out"])
 
     # -- ShardedVariable
 
-    def _layout(self, shards: list[np.ndarray]) -> dict:
-        """Variables + ShardedVariable for one shard layout, built once and re-assigned."""
-        tf = self.tf
-        key = tuple((s.shape, s.dtype) for s in shards)
+    def _sv_lines(self, method: str, kept: dict | None, f: Any) -> list[str]:
+        """The ShardedVariable call's text: a new layout is built, a kept one re-assigned;
+        the tf.function (not eager) is built unless kept (``f``)."""
+        mode = "eager" if self.variant.mode == "eager" else "function"
+        return [*([_SV_ONE] if method == "lookup" else []), *(_SV_BUILD if kept is None else _SV_ASSIGN),
+                *(_SV_FUNCTION if mode == "function" and f is None else []), _SV_CALL[mode]]
+
+    def _sv_lookup(self, method: str, shards: list[np.ndarray], names: dict[str, Any]) -> np.ndarray:
+        ids = names["ids"]
+        key = (method, tuple((s.shape, s.dtype) for s in shards))
+        fkey = (ids.dtype, ids.ndim)
         entry = self._layouts.get(key)
-        if entry is None:
-            variables = [tf.Variable(s) for s in shards]
-            sv = tf.__internal__.distribute.ShardedVariable(variables)
-            entry = {"variables": variables, "sv": sv, "fns": {}}
-            self._layouts[key] = entry
-            while len(self._layouts) > self._LAYOUTS:
-                self._layouts.popitem(last=False)
-        else:
+        bound: dict[str, Any] = {}
+        if entry is not None:
             self._layouts.move_to_end(key)
-            for var, s in zip(entry["variables"], shards):
-                var.assign(s)
-        return entry
+            bound = {"variables": entry["variables"], "sv": entry["sv"]}
+            if fkey in entry["fns"]:
+                bound["f"] = entry["fns"][fkey]
 
-    def _sv_lookup(self, shards: list[np.ndarray], ids: np.ndarray, sharded: bool) -> np.ndarray:
-        tf = self.tf
+        def keep(ns: dict) -> None:
+            kept = self._layouts.get(key)
+            if kept is None:
+                if "sv" not in ns:
+                    return  # the ShardedVariable could not be built
+                kept = self._layouts[key] = {"variables": ns["variables"], "sv": ns["sv"], "fns": {}}
+                while len(self._layouts) > self._LAYOUTS:
+                    self._layouts.popitem(last=False)
+            if "f" in ns:
+                kept["fns"].setdefault(fkey, ns["f"])
 
-        def run():
-            entry = self._layout(shards)
-            sv = entry["sv"]
-            if self.variant.mode == "eager":
-                return to_numpy(tf.nn.embedding_lookup(sv, tf.constant(ids)))
-            key = (ids.dtype, ids.ndim)
-            fn = entry["fns"].get(key)
-            if fn is None:
-                # the ShardedVariable is captured, as a model's variable is; passing it as an
-                # argument instead rebuilds it from a tuple of variables (see the report)
-                fn = entry["fns"][key] = tf.function(lambda i: tf.nn.embedding_lookup(sv, i),
-                                                     input_signature=[self._spec(ids)])
-            return to_numpy(fn(tf.constant(ids)))
+        with self._translating(ids, sharded=True):
+            ns = run_keeping(SOURCE, self._sv_lines(method, entry, bound.get("f")), keep, **names, **bound)
+        return SOURCE.helper("to_numpy")(ns["out"])
 
-        return self._run(run, ids, sharded=True)
-
-    # -- reproduction snippets
+    # -- reproduction snippets: the text the first call runs
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        v = self.variant
-        lines = ["import os", "os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')",
-                 "import numpy as np", "import ml_dtypes", "import tensorflow as tf", ""]
-        lines += [f"{k} = {val}" for k, val in args.items()]
-        lookup = "tf.compat.v1.nn.embedding_lookup" if v.api == "v1" else "tf.nn.embedding_lookup"
-        deco = v.mode != "eager"
-
-        def spec(expr):
-            return f"tf.TensorSpec([None] * {expr}.ndim, tf.as_dtype({expr}.dtype))"
-
-        state = False
-        if v.api == "sv":
-            if op == "lookup":
-                lines.append("shards = [table]  # a one-shard ShardedVariable, as the adapter builds")
-            elif op != "lookup_sharded":
-                raise ValueError(f"{self.name} has no operation {op!r}")
-            lines += ["# one tf.Variable per shard, as ParameterServerStrategy makes them",
-                      "sv = tf.__internal__.distribute.ShardedVariable([tf.Variable(s) for s in shards])"]
-            if not deco:
-                lines.append("out = tf.nn.embedding_lookup(sv, tf.constant(ids))")
-            else:
-                lines += ["# the ShardedVariable is captured by the function, as a model's variable is",
-                          f"f = tf.function(lambda i: tf.nn.embedding_lookup(sv, i), input_signature=[{spec('ids')}])",
-                          "out = f(tf.constant(ids))"]
-        elif op == "lookup_loaded" and v.training:
-            path = eval(args["path"])
-            lines += (["var = tf.Variable(table)"] if path == "Variable" else
-                      ["var = tf.Variable(tf.zeros(table.shape, tf.as_dtype(table.dtype)))", "var.assign(table)"])
-            lines += [f"f = lambda v, i: {lookup}(v, i)"]
-            if deco:
-                lines.append(f"f = tf.function(f, {_jit(v.mode)}reduce_retracing=True)")
-            lines.append("out = f(var, tf.constant(ids))")
-        elif op == "lookup":
-            body = f"{lookup}(table, ids)"
-            sig = f"[{spec('table')}, {spec('ids')}]"
-            lines += self._snippet_call("table, ids", body, sig, v.mode,
-                                        "tf.constant(table), tf.constant(ids)")
-        elif op == "lookup_sharded":
-            strategy = ", partition_strategy=strategy" if v.api == "v1" else ""
-            body = f"{lookup}(list(shards), ids{strategy})"
-            sig = f"[[{spec('s')} for s in shards], {spec('ids')}]"
-            lines += self._snippet_call("shards, ids", body, sig, v.mode,
-                                        "[tf.constant(s) for s in shards], tf.constant(ids)")
-        elif op == "grad" and v.training:
-            lines += [
-                "def grad(table, ids, upstream):",
-                "    with tf.GradientTape() as tape:",
-                "        tape.watch(table)",
-                f"        loss = tf.reduce_sum({lookup}(table, ids) * upstream)",
-                "    # IndexedSlices -> dense tensor (TensorFlow's unsorted_segment_sum); the loss is",
-                "    # returned too, as a training step does (else a graph prunes the forward gather)",
-                "    return loss, tf.convert_to_tensor(tape.gradient(loss, table))",
-            ]
-            if deco:
-                sig = f"input_signature=[{spec('table')}, {spec('ids')}, {spec('upstream')}]"
-                lines.append(f"grad = tf.function(grad, {_jit(v.mode)}{sig})")
-            lines.append("loss, out = grad(tf.constant(table), tf.constant(ids), tf.constant(upstream))")
-        elif op == "lookup_with_state" and v.training:
-            state = True
-            if "max_norm" not in args:
-                lines.append("max_norm = None")
-            lines += ["var = tf.Variable(table)",
-                      "def lookup(v, i):",
-                      f"    return {lookup}(v, i, max_norm=max_norm)"]
-            if deco:
-                lines.append(f"lookup = tf.function(lookup, {_jit(v.mode)}reduce_retracing=True)")
-            lines += ["try:", "    out = np.asarray(lookup(var, tf.constant(ids)).numpy())",
-                      "except tf.errors.InvalidArgumentError as exc:",
-                      "    out = exc", "    print('raised:', exc)"]
-        else:
+        if op not in self.variant.methods:
             raise ValueError(f"{self.name} has no operation {op!r}")
-        # `result`: what the adapter returned, as NumPy
-        if state:
-            lines += ["if not isinstance(out, Exception):", *("    " + s for s in _PRINT_OUT),
-                      "after = var.numpy()", "print('table after:')", "print(repr(after))",
-                      "result = (out, after)"]
+        tail = ["result = show('out', out)"]
+        if self.variant.api == "sv":
+            lines = self._sv_lines(op, None, None)
+        elif op == "lookup_loaded":
+            build, call = self._texts["lookup_loaded", _PATH_OF[args["path"]]]
+            lines = [*build, *call]
         else:
-            lines += ["out = np.asarray(out.numpy())", *_PRINT_OUT, "result = out"]
-        return "\n".join(lines) + "\n"
-
-    @staticmethod
-    def _snippet_call(params: str, body: str, sig: str, mode: str, call_args: str) -> list[str]:
-        if mode == "eager":
-            return [f"out = {body.replace('list(shards)', 'shards')}"]
-        return [f"f = tf.function(lambda {params}: {body},",
-                f"                {_jit(mode)}input_signature={sig})",
-                f"out = f({call_args})"]
-
-
-def _jit(mode: str) -> str:
-    return "jit_compile=True, " if mode == "xla" else ""
-
-
-_PRINT_OUT = [
-    "print(out.dtype, out.shape)",
-    "print(repr(out))",
-    "print([hex(b) for b in out.view(f'u{out.dtype.itemsize}').ravel().tolist()])",
-]
+            build, call = self._texts[op]
+            lines = [*build, *call]
+        if op == "lookup_with_state":
+            args = {**args, "max_norm": args.get("max_norm", "None")}
+            tail = ["if not isinstance(out, Exception):", "    out = show('out', out)",
+                    "result = (out, show('table after', after))"]
+        return SOURCE.snippet(args, lines, tail)
 
 
 # --- the variants, as data; registry factories -----------------------------------------
 
-_LOAD_PATHS = ("Variable", "assign")  # table.load: tf.Variable(table), and Variable.assign(table)
 _XLA_SHARDED_NOTE = ("lookup_sharded under XLA: the same list-of-shards lookup ('div' routing) inside "
                      "tf.function(jit_compile=True)")
 
@@ -490,25 +427,10 @@ def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     return translate(exc, call.ids_dtype, call.sharded)
 
 
-def embedding_lookup() -> TFEmbedding:
-    return TFEmbedding(VARIANTS["tf.nn.embedding_lookup"])
-
-
-def embedding_lookup_function() -> TFEmbedding:
-    return TFEmbedding(VARIANTS["tf.nn.embedding_lookup[function]"])
-
-
-def embedding_lookup_xla() -> TFEmbedding:
-    return TFEmbedding(VARIANTS["tf.nn.embedding_lookup[xla]"])
-
-
-def compat_v1_embedding_lookup() -> TFEmbedding:
-    return TFEmbedding(VARIANTS["tf.compat.v1.nn.embedding_lookup"])
-
-
-def sharded_variable() -> TFEmbedding:
-    return TFEmbedding(VARIANTS["tf.distribute.ShardedVariable"])
-
-
-def sharded_variable_function() -> TFEmbedding:
-    return TFEmbedding(VARIANTS["tf.distribute.ShardedVariable[function]"])
+# the zero-argument factories registry.BUILTINS names, one per variant
+embedding_lookup = partial(TFEmbedding, VARIANTS["tf.nn.embedding_lookup"])
+embedding_lookup_function = partial(TFEmbedding, VARIANTS["tf.nn.embedding_lookup[function]"])
+embedding_lookup_xla = partial(TFEmbedding, VARIANTS["tf.nn.embedding_lookup[xla]"])
+compat_v1_embedding_lookup = partial(TFEmbedding, VARIANTS["tf.compat.v1.nn.embedding_lookup"])
+sharded_variable = partial(TFEmbedding, VARIANTS["tf.distribute.ShardedVariable"])
+sharded_variable_function = partial(TFEmbedding, VARIANTS["tf.distribute.ShardedVariable[function]"])

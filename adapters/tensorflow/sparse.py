@@ -10,15 +10,19 @@ same way, in the table's dtype (``sp_weights``). The combiner is passed as
 variant passes ``default_id=V - 1`` (documented: "The id to use for an entry with no
 features"; the last row, so that a fill from row 0, which the default path uses
 internally, shows). Outputs come back through
-``Tensor.numpy()`` bit for bit. TensorFlow is imported lazily.
+``Tensor.numpy()`` bit for bit. Each call runs from the source text its snippet prints,
+with the TensorFlow prelude (adapters/tensorflow/source.py). TensorFlow is imported lazily.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+
 import numpy as np
 
-from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, InvalidOffsets, LookupFailure, OutOfRange, Translate
-from embedding_conformance.adapters.tensorflow.embedding_lookup import _import_tf, translate as _translate_lookup
+from embedding_conformance.adapters.contract import Call, Capabilities, Description, FLOAT_DTYPES, InvalidOffsets, LookupFailure, OutOfRange
+from embedding_conformance.adapters.tensorflow.embedding_lookup import translate as _translate_lookup
+from embedding_conformance.adapters.tensorflow.source import TENSORFLOW, translating
 
 
 _NOTES = (
@@ -51,14 +55,6 @@ def translate(exc: BaseException, ids_dtype: np.dtype | None) -> LookupFailure |
     return _translate_lookup(exc, ids_dtype)
 
 
-def run_translated(tf, thunk, values, translate_fn):
-    """``thunk()``, with a TensorFlow error that ``translate_fn`` classifies (given the ids'
-    dtype) raised as its contract failure."""
-    dtype = np.asarray(values).dtype
-    with Translate(lambda exc: translate_fn(exc, dtype), catch=(tf.errors.OpError, ValueError, TypeError)):
-        return thunk()
-
-
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -67,81 +63,55 @@ class Variant:
     default_id: bool = False  # safe_embedding_lookup_sparse(default_id=V - 1)
 
 
+# the bags as TensorFlow takes them, then the call ({op}: the API and its options)
+_SPARSE = [
+    "# CSR offsets -> a SparseTensor of ids, row b holding bag b (from_row_splits validates them)",
+    "sp_ids = tf.RaggedTensor.from_row_splits(to_tf(values), to_tf(offsets)).to_sparse()",
+    "sp_weights = None if weights is None else tf.RaggedTensor.from_row_splits(",
+    "    to_tf(weights), to_tf(offsets)).to_sparse()",
+]
+_CALLS = {
+    "lookup_bags": ["out = {op}(to_tf(table), sp_ids, sp_weights, combiner=combiner{kw})"],
+    "grad_bags": [
+        "t = to_tf(table)",
+        "with tf.GradientTape() as tape:",
+        "    tape.watch(t)",
+        "    loss = tf.reduce_sum({op}(t, sp_ids, sp_weights, combiner=combiner{kw}) * to_tf(upstream))",
+        "# IndexedSlices, densified by TensorFlow (unsorted_segment_sum)",
+        "out = tf.convert_to_tensor(tape.gradient(loss, t))",
+    ],
+}
+
+
 class TFBag:
     framework = "tensorflow"
 
     def __init__(self, variant: Variant):
-        self.tf = _import_tf()
+        TENSORFLOW.base()  # imports TensorFlow
         self.variant = variant
         self.name = variant.name
         self.capabilities = variant.capabilities
+        # documented: "The id to use for an entry with no features" (the last row)
+        kw = ", default_id=table.shape[0] - 1" if variant.default_id else ""
+        self._texts = {m: [*_SPARSE, *(line.format(op=f"tf.nn.{variant.api}", kw=kw) for line in lines)]
+                       for m, lines in _CALLS.items()}
 
-    def _sparse(self, values, offsets, weights):
-        tf = self.tf
-        sp_ids = tf.RaggedTensor.from_row_splits(tf.constant(values), tf.constant(offsets)).to_sparse()
-        sp_weights = None
-        if weights is not None:
-            sp_weights = tf.RaggedTensor.from_row_splits(tf.constant(weights), tf.constant(offsets)).to_sparse()
-        return sp_ids, sp_weights
-
-    def _run(self, thunk, values):
-        return run_translated(self.tf, thunk, values, translate)
-
-    def _op(self, table):
-        op = getattr(self.tf.nn, self.variant.api)
-        if self.variant.default_id:
-            v = table.shape[0]
-            return lambda *args, **kw: op(*args, default_id=v - 1, **kw)
-        return op
+    def _run(self, method: str, **names):
+        with translating(translate, names["values"]):
+            ns = TENSORFLOW.run(self._texts[method], **names)
+        return TENSORFLOW.helper("to_numpy")(ns["out"])
 
     def lookup_bags(self, table, values, offsets, weights, combiner):
-        tf = self.tf
-        op = self._op(table)
-
-        def call():
-            sp_ids, sp_weights = self._sparse(values, offsets, weights)
-            return np.asarray(op(tf.constant(table), sp_ids, sp_weights, combiner=combiner).numpy())
-
-        return self._run(call, values)
+        return self._run("lookup_bags", table=table, values=values, offsets=offsets, weights=weights, combiner=combiner)
 
     def grad_bags(self, table, values, offsets, weights, combiner, upstream):
-        tf = self.tf
-        op = self._op(table)
-
-        def call():
-            sp_ids, sp_weights = self._sparse(values, offsets, weights)
-            t = tf.constant(table)
-            with tf.GradientTape() as tape:
-                tape.watch(t)
-                loss = tf.reduce_sum(op(t, sp_ids, sp_weights, combiner=combiner) * tf.constant(upstream))
-            # IndexedSlices, densified by TensorFlow (unsorted_segment_sum)
-            return np.asarray(tf.convert_to_tensor(tape.gradient(loss, t)).numpy())
-
-        return self._run(call, values)
+        return self._run("grad_bags", table=table, values=values, offsets=offsets, weights=weights, combiner=combiner,
+                         upstream=upstream)
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        if op not in ("lookup_bags", "grad_bags"):
+        if op not in self._texts:
             raise ValueError(f"{self.name} has no operation {op!r}")
-        api = f"tf.nn.{self.variant.api}"
-        lines = ["import os", "os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')", "import numpy as np",
-                 "import ml_dtypes", "import tensorflow as tf", ""]
-        lines += [f"{k} = {v}" for k, v in args.items()]
-        lines += [
-            "# CSR offsets -> a SparseTensor of ids, row b holding bag b (from_row_splits validates them)",
-            "sp_ids = tf.RaggedTensor.from_row_splits(tf.constant(values), tf.constant(offsets)).to_sparse()",
-            "sp_weights = None if weights is None else tf.RaggedTensor.from_row_splits(",
-            "    tf.constant(weights), tf.constant(offsets)).to_sparse()",
-        ]
-        kw = ", default_id=table.shape[0] - 1" if self.variant.default_id else ""
-        if op == "lookup_bags":
-            lines += [f"out = {api}(tf.constant(table), sp_ids, sp_weights, combiner=combiner{kw})"]
-        else:
-            lines += ["t = tf.constant(table)", "with tf.GradientTape() as tape:", "    tape.watch(t)",
-                      f"    loss = tf.reduce_sum({api}(t, sp_ids, sp_weights, combiner=combiner{kw}) * upstream)",
-                      "out = tf.convert_to_tensor(tape.gradient(loss, t))"]
-        lines += ["out = np.asarray(out.numpy())", "print(out.dtype, out.shape)", "print(repr(out))",
-                  "print([hex(b) for b in out.view(f'u{out.dtype.itemsize}').ravel().tolist()])", "result = out"]
-        return "\n".join(lines) + "\n"
+        return TENSORFLOW.snippet(args, self._texts[op])
 
 
 VARIANTS = {v.name: v for v in (
@@ -162,13 +132,7 @@ def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     return translate(exc, call.ids_dtype)
 
 
-def embedding_lookup_sparse() -> TFBag:
-    return TFBag(VARIANTS["tf.nn.embedding_lookup_sparse"])
-
-
-def safe_embedding_lookup_sparse() -> TFBag:
-    return TFBag(VARIANTS["tf.nn.safe_embedding_lookup_sparse"])
-
-
-def safe_embedding_lookup_sparse_default_id() -> TFBag:
-    return TFBag(VARIANTS["tf.nn.safe_embedding_lookup_sparse[default_id]"])
+# the zero-argument factories registry.BUILTINS names, one per variant
+embedding_lookup_sparse = partial(TFBag, VARIANTS["tf.nn.embedding_lookup_sparse"])
+safe_embedding_lookup_sparse = partial(TFBag, VARIANTS["tf.nn.safe_embedding_lookup_sparse"])
+safe_embedding_lookup_sparse_default_id = partial(TFBag, VARIANTS["tf.nn.safe_embedding_lookup_sparse[default_id]"])

@@ -57,13 +57,17 @@ class Source:
         """A function the prelude defines (``to_torch``), for the adapter's own use."""
         return self.base()[name]
 
-    def run(self, lines: str | Sequence[str], **names: Any) -> dict[str, Any]:
-        """Execute ``lines`` with the prelude's names and ``names`` bound; the namespace after."""
+    def run(self, lines: str | Sequence[str], ns: dict[str, Any] | None = None, **names: Any) -> dict[str, Any]:
+        """Execute ``lines`` with the prelude's names and ``names`` bound; the namespace after.
+        Given ``ns``, the text runs in that dict, so the caller holds what it bound even when
+        it raised (a layer built before the call that failed, kept for the next)."""
         src = text(lines)
         code = self._code.get(src)
         if code is None:
             code = self._code[src] = compile(src, f"<{self.name} call>", "exec")
-        ns = {**self.base(), **names}
+        ns = {} if ns is None else ns
+        ns.update(self.base())
+        ns.update(names)
         EXECUTED.add(src)
         exec(code, ns)
         return ns
@@ -82,8 +86,8 @@ class Source:
         call lines exactly as ``run`` executes them, and ``tail``."""
         src = text(lines)
         PRINTED.add(src)
-        parts = [*before, self.prelude.rstrip("\n"), SHOW.rstrip("\n"), *(f"{k} = {v}" for k, v in args.items()), src,
-                 *tail]
+        parts = [*before, self.prelude.rstrip("\n"), "", SHOW.rstrip("\n"), *(f"{k} = {v}" for k, v in args.items()),
+                 src, *tail]
         return "\n".join(parts) + "\n"
 
 

@@ -51,7 +51,9 @@ from typing import Any
 import numpy as np
 
 from embedding_conformance.adapters.contract import Call, Capabilities, Description, LookupFailure, methods_of
-from embedding_conformance.adapters.torch.embedding import _BASE_NOTES, _ID_DTYPES, _SNIPPET_HELPERS, _failure
+from embedding_conformance.adapters.torch.embedding import _BASE_NOTES, _ID_DTYPES, _failure, _shape_key, kept
+from embedding_conformance.adapters.torch.inductor import fresh_compile
+from embedding_conformance.adapters.torch.source import TORCH
 
 WORLD = 4  # ranks in the pool: meshes of 1..4 ranks
 GLOO_TIMEOUT = float(os.environ.get("CONFORMANCE_GLOO_TIMEOUT", "10"))  # a collective's limit in a rank
@@ -291,36 +293,48 @@ def _in_suite_worker() -> bool:
     return multiprocessing.current_process().name.startswith("conformance-")
 
 
-# --- the source lines every rank runs (and a snippet prints) ---------------------------
+# --- the source every rank runs (and a snippet's ranks print) ------------------------------
 
-# [compile]: the parallelised module called through torch.compile. Dynamo counts recompiles
-# per code object and, past its limit (8), silently runs eagerly; so each signature (dtypes,
-# ranks, the 0/1 and equality pattern of the sizes, as torch_adapter._shape_key) gets a
-# function with a code object of its own, compiled once and kept by the rank (a snippet
-# compiles its one call directly).
-_COMPILED_CALL = [
-    "key = (weight.dtype, ids.dtype, ids.dim(), mesh.size(), shape_key(tuple(ids.shape), tuple(weight.shape)))",
-    "compiled = compiled_functions.get(key)",
-    "if compiled is None:",
-    "    code = {}",
-    "    exec('def embed(layer, ids):\\n    return layer(ids)\\n', code)",
-    "    compiled = compiled_functions[key] = torch.compile(code['embed'], dynamic=True)",
-    "result = compiled(layer, ids)",
-]
-_COMPILED_SNIPPET = ["def embed(layer, ids):", "    return layer(ids)",
-                     "compiled = torch.compile(embed, dynamic=True)", "result = compiled(layer, ids)"]
-
-
-def _source(style: str, op: str, compiled: bool = False, snippet: bool = False) -> list[str]:
-    build = [f"layer = torch.nn.Embedding.from_pretrained(weight, freeze={op != 'grad'})",
-             f"layer = parallelize_module(layer, mesh, {STYLES[style]})"]
-    if compiled:
-        return build + (_COMPILED_SNIPPET if snippet else _COMPILED_CALL)
+def _text(style: str, op: str, compiled: bool = False, build: bool = False) -> str:
+    """What each rank of the mesh ``mesh`` runs on the NumPy ``weight`` and ``ids`` (and
+    ``upstream``) it is handed: the module built and parallelised as the tensor-parallel docs
+    show, called, ``out`` its outcome (``kept``). [compile]: the parallelised module called
+    through torch.compile, a function per signature (as the compiled adapters: ``Built``),
+    compiled by the text of the signature's first call (``build``) and kept by the rank."""
+    lines = ["from torch.distributed.tensor import Replicate",
+             f"from torch.distributed.tensor.parallel import {style}Parallel, parallelize_module",
+             "ids, weight = to_torch(ids, copy=True), to_torch(weight, copy=True)"]
+    if compiled and build:
+        lines += fresh_compile("embed", "layer, ids", "layer(ids)", None)
+    call = [f"layer = torch.nn.Embedding.from_pretrained(weight, freeze={op != 'grad'})",
+            f"layer = parallelize_module(layer, mesh, {STYLES[style]})",
+            "out = compiled(layer, ids)" if compiled else "out = layer(ids)"]
     if op == "grad":
-        return build + ["out = layer(ids)", "out.backward(upstream)",
-                        "grad = layer.weight.grad  # a DTensor; None when nothing flowed back (no ids)",
-                        "result = grad.full_tensor() if grad is not None else torch.zeros_like(weight)"]
-    return build + ["result = layer(ids)"]
+        call += ["out.backward(to_torch(upstream, copy=True))",
+                 "grad = layer.weight.grad  # a DTensor; None when nothing flowed back (no ids)",
+                 "out = grad.full_tensor() if grad is not None else torch.zeros_like(weight)"]
+    return "\n".join(lines + kept(call))
+
+
+# a snippet's rank: joins a gloo process group of WORLD ranks and reads what it is handed (before
+# the prelude, as the environment it runs in), runs the text, then writes its answer
+_RANK_SETUP = [
+    "import datetime, os, pickle, sys",
+    "import torch.distributed as dist",
+    "from torch.distributed.device_mesh import DeviceMesh",
+    "rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])",
+    "dist.init_process_group('gloo', rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))",
+    "mesh = DeviceMesh('cpu', list(range(world)))",
+    "with open(sys.argv[1], 'rb') as f:",
+    "    given = pickle.load(f)",
+]
+_RANK_ANSWER = [
+    "answer = ('raised', out) if isinstance(out, Exception) else ('ok', to_numpy(out))",
+    "with open(f'{sys.argv[2]}.{rank}.part', 'wb') as f:",
+    "    pickle.dump(answer, f)",
+    "os.replace(f'{sys.argv[2]}.{rank}.part', f'{sys.argv[2]}.{rank}')",
+    "os._exit(0)",
+]
 
 
 def capabilities(style: str, ranks: int) -> Capabilities:
@@ -343,7 +357,9 @@ class DTensorEmbedding:
         self.style, self.ranks = style, ranks
         self.name = f"torch.distributed.tensor.parallel.{style}Parallel[{ranks}-rank]"
         self.capabilities = capabilities(style, ranks)
-        self._sources = {op: "\n".join(_source(style, op, self.compiled)) for op in ("lookup", "grad")}
+        # each operation's text (of a signature's later calls, for [compile]) and of a signature's first call
+        self._sources = {op: _text(style, op, self.compiled) for op in ("lookup", "grad")}
+        self._first = {op: _text(style, op, self.compiled, build=True) for op in ("lookup", "grad")}
 
     def environment(self) -> dict[str, int]:
         return {"torch.threads": 1, "dtensor.ranks": self.ranks}  # each rank runs one thread (dtensor_rank.py)
@@ -360,7 +376,12 @@ class DTensorEmbedding:
             raise
 
     def _run(self, op: str, n: int, arrays: dict[str, np.ndarray]):
-        first = self._ask(("run", n, self._sources[op], arrays))[0]
+        msg: tuple = ("run", n, TORCH.handed_over(self._sources[op]), arrays)
+        if self.compiled:  # the ranks keep a compiled function per signature
+            weight, ids = arrays["weight"], arrays["ids"]
+            key = (weight.dtype.name, ids.dtype.name, ids.ndim, n, _shape_key(ids.shape, weight.shape))
+            msg += ((key, TORCH.handed_over(self._first[op])),)
+        first = self._ask(msg)[0]
         if first[0] == "ok":
             return first[1]
         _, mod, cls, text, exc = first
@@ -383,45 +404,23 @@ class DTensorEmbedding:
     def snippet(self, op: str, args: dict[str, str]) -> str:
         if op not in ("lookup", "lookup_on_devices", "grad"):
             raise ValueError(f"{self.name} has no operation {op!r}")
-        world = args["devices"] if op == "lookup_on_devices" else str(self.ranks)
-        names = ["ids", "table"] + (["upstream"] if op == "grad" else [])
-        rank_lines = [
-            "import datetime, os, pickle, sys",
-            _SNIPPET_HELPERS,
-            "import torch.distributed as dist",
-            "from torch.distributed.device_mesh import DeviceMesh",
-            "from torch.distributed.tensor import Replicate, Shard",
-            "from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module",
-            "rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])",
-            "dist.init_process_group('gloo', rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))",
-            "mesh = DeviceMesh('cpu', list(range(world)))",
-            "with open(sys.argv[1], 'rb') as f:",
-            "    given = pickle.load(f)",
-            "ids, weight = to_torch(given['ids']), to_torch(given['table'])",
-            *(["upstream = to_torch(given['upstream'])"] if op == "grad" else []),
-            "try:",
-            *(f"    {ln}" for ln in _source(self.style, "grad" if op == "grad" else "lookup", self.compiled,
-                                          snippet=True)),
-            "    answer = ('ok', to_numpy(result))",
-            "except Exception as exc:",
-            "    answer = ('raised', exc)",
-            "with open(f'{sys.argv[2]}.{rank}.part', 'wb') as f:",
-            "    pickle.dump(answer, f)",
-            "os.replace(f'{sys.argv[2]}.{rank}.part', f'{sys.argv[2]}.{rank}')",
-            "os._exit(0)",
-        ]
+        world = "devices" if op == "lookup_on_devices" else str(self.ranks)
+        names = {"ids": "ids", "weight": "table"} | ({"upstream": "upstream"} if op == "grad" else {})
+        given = [f"{', '.join(names)} = {', '.join(f'given[{n!r}]' for n in names)}"]
+        rank_program = TORCH.snippet({}, self._first["grad" if op == "grad" else "lookup"], _RANK_ANSWER,
+                                     before=_RANK_SETUP + given)
         lines = ["import os, pickle, socket, subprocess, sys, tempfile, time",
                  "import numpy as np", "import ml_dtypes"]
         lines += [f"{k} = {v}" for k, v in args.items()]
         lines += [
             f"WORLD = {world}  # gloo ranks, each a process running RANK_PROGRAM",
-            f"RANK_PROGRAM = {chr(10).join(rank_lines)!r}",
+            f"RANK_PROGRAM = {rank_program!r}",
             "work = tempfile.mkdtemp()",
             "program, given, answer = (os.path.join(work, n) for n in ('rank.py', 'given.pickle', 'answer.pickle'))",
             "with open(program, 'w') as f:",
             "    f.write(RANK_PROGRAM)",
             "with open(given, 'wb') as f:",
-            f"    pickle.dump({{{', '.join(f'{n!r}: {n}' for n in names)}}}, f)",
+            f"    pickle.dump({{{', '.join(f'{n!r}: {v}' for n, v in names.items())}}}, f)",
             "with socket.socket() as s:",
             "    s.bind(('127.0.0.1', 0))",
             "    port = s.getsockname()[1]",
@@ -470,7 +469,7 @@ class CompiledDTensorEmbedding(DTensorEmbedding):
     every signature is an inductor compile in each rank (1-3 s on this CPU), so gradients and
     device counts stay with the eager columns. Not a built-in column (a rank was lost on one
     attempt of a check and not on its replay: hypothesis calls that flaky, see
-    suites/divergences/distributed.toml); plug it in with
+    adapters/torch/declarations.toml); plug it in with
     ``--adapter embedding_conformance.adapters.torch.dtensor:rowwise_2_compile`` (or ``colwise_2_compile``)."""
 
     compiled = True

@@ -9,9 +9,10 @@ a failure costs a fork and a gloo rendezvous, not four imports of torch.
 
 A rank connects to the pool, joins the gloo process group, builds a DeviceMesh of the
 first n ranks for every n in 1..world (new_group is collective: every rank builds every
-mesh), and serves requests: run source lines on the mesh of n ranks with the given
-arrays as tensors, and answer with the ``result`` they bind (NumPy, bit for bit) or
-the exception they raised. Ranks outside the mesh answer ``idle``.
+mesh), and serves requests: run the text handed over (with the torch prelude,
+adapters/torch/source.py) on the mesh of n ranks and the given NumPy arrays, and answer
+with the ``out`` it binds (NumPy, bit for bit) or the exception it raised. Ranks outside
+the mesh answer ``idle``.
 
 Nothing outlives the pool's process: the zygote dies with its parent and the ranks with
 the zygote (PR_SET_PDEATHSIG, Linux), and end of file on a connection ends its process
@@ -52,22 +53,17 @@ def _serve_rank(address: str, authkey: bytes, rank: int, world: int, init_method
     import torch
     import torch.distributed as dist
     from torch.distributed.device_mesh import DeviceMesh
-    from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
-    from embedding_conformance.adapters.torch.embedding import _shape_key, _to_numpy, _to_torch
+    from embedding_conformance.adapters.torch.embedding import Built
+    from embedding_conformance.adapters.torch.source import TORCH
 
     conn = Client(address, authkey=authkey)
     torch.set_num_threads(1)  # four ranks share the machine's cores
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=timeout))
     meshes = {n: DeviceMesh("cpu", list(range(n))) for n in range(1, world + 1)}
-    base = {"torch": torch, "F": torch.nn.functional, "parallelize_module": parallelize_module,
-            "RowwiseParallel": RowwiseParallel, "ColwiseParallel": ColwiseParallel, "Replicate": Replicate,
-            "Shard": Shard,
-            # the [compile] variants keep one compiled function per signature across requests
-            "compiled_functions": {}, "shape_key": _shape_key}
-    codes: dict[str, object] = {}
+    compiled = Built("compiled")  # [compile]: one compiled function per signature, kept across requests
+    to_numpy = TORCH.helper("to_numpy")
     conn.send(("ready", rank, os.getpid(), {"torch.threads": torch.get_num_threads()}))
     while True:
         try:
@@ -83,18 +79,22 @@ def _serve_rank(address: str, authkey: bytes, rank: int, world: int, init_method
                 signal.pause()
             conn.send(("idle",))
             continue
-        _, n, source, arrays = msg
+        # the text handed over, the NumPy arrays it runs on; [compile]: the signature and the text
+        # of its first call, which compiles the function its later calls are given
+        _, n, source, arrays, *signature = msg
         if rank >= n:
             conn.send(("idle",))
             continue
         try:
-            code = codes.get(source)
-            if code is None:
-                code = codes[source] = compile(source, "<dtensor rank>", "exec")
-            ns = {**base, "mesh": meshes[n], **{k: _to_torch(v, copy=True) for k, v in arrays.items()}}
-            exec(code, ns)
-            result = ns["result"]
-            answer = ("ok", tuple(_to_numpy(t) for t in result) if isinstance(result, tuple) else _to_numpy(result))
+            if signature:
+                key, first = signature[0]
+                ns = compiled.run(key, lambda build: first if build else source, mesh=meshes[n], **arrays)
+            else:
+                ns = TORCH.run(source, mesh=meshes[n], **arrays)
+            out = ns["out"]
+            if isinstance(out, Exception):  # the call raised (kept): the framework's answer
+                raise out
+            answer = ("ok", tuple(to_numpy(t) for t in out) if isinstance(out, tuple) else to_numpy(out))
         except Exception as exc:  # the framework's answer, sent back to be classified
             answer = _answer_of(exc)
         conn.send(answer)
@@ -113,7 +113,10 @@ def main(address: str, parent: int) -> None:
     import torch.distributed.device_mesh  # noqa: F401
     import torch.distributed.tensor.parallel  # noqa: F401
 
-    import embedding_conformance.adapters.torch.embedding as torch_adapter  # noqa: F401
+    import embedding_conformance.adapters.torch.embedding  # noqa: F401
+    from embedding_conformance.adapters.torch.source import TORCH
+
+    TORCH.base()  # the prelude every request's text runs with
 
     conn = Client(address, authkey=authkey)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # ranks are reaped as they exit: no zombies

@@ -1,10 +1,11 @@
 """PyTorch adapters: ``torch.nn.Embedding`` (dense and sparse gradients),
 ``torch.nn.functional.embedding``, and ``F.embedding`` under ``torch.compile``.
 
-One class, :class:`TorchEmbedding`, holds everything the variants share (moving
-arrays between NumPy and torch bit for bit, translating torch's exceptions, the
-autograd plumbing, the reproduction snippets); a variant only says how the lookup
-is *called* (``_call``) and which optional methods it exposes. Torch is imported
+One class, :class:`TorchEmbedding`, holds everything the variants share (translating
+torch's exceptions, the text of each operation, the autograd plumbing); a variant only
+says how the lookup is *called* (``_call_lines``) and which optional methods it exposes.
+Every call is source run with the torch prelude (adapters/torch/source.py: the NumPy <->
+torch conversions, bit for bit), the very lines its snippet prints. Torch is imported
 lazily: importing this module does not import torch.
 
 What torch takes (declared in ``capabilities``): 2-D weights only (``'weight' must
@@ -14,6 +15,7 @@ table dtype the suite generates.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from typing import Any, Callable
@@ -21,6 +23,8 @@ from typing import Any, Callable
 import numpy as np
 
 from embedding_conformance.adapters.contract import Call, Capabilities, InvalidIds, InvalidTable, LookupFailure, OutOfRange, Translate, describer
+from embedding_conformance.adapters.torch import inductor
+from embedding_conformance.adapters.torch.source import TORCH
 
 _TABLE_NDIMS = (2,)
 _ID_DTYPES = ("int32", "int64")
@@ -87,106 +91,51 @@ def _failure(exc: BaseException) -> LookupFailure | None:
 _TRANSLATE = Translate(_failure)
 
 
-# --- NumPy <-> torch, bit for bit ------------------------------------------------
+# --- the source every call runs and its snippet prints (adapters/torch/source.py) -------
 
-_torch_mod = None
-_bf16 = None
-
-
-def _torch():
-    global _torch_mod
-    if _torch_mod is None:
-        import torch
-
-        _torch_mod = torch
-    return _torch_mod
+def to_numpy(t) -> np.ndarray:
+    """The prelude's conversion back to NumPy, bit for bit (the one a snippet's ``show`` uses)."""
+    return TORCH.helper("to_numpy")(t)
 
 
-def _bfloat16():
-    global _bf16
-    if _bf16 is None:
-        import ml_dtypes
-
-        _bf16 = np.dtype(ml_dtypes.bfloat16)
-    return _bf16
+def kept(lines: list[str]) -> list[str]:
+    """``lines`` with their exception bound to ``out`` (the call's outcome) instead of ending
+    the run, so that what was built before them (a compiled function, a module kept across
+    calls) and the table they were handed stay readable whatever the call did."""
+    return ["try:", *(f"    {ln}" for ln in lines), "except Exception as exc:  # the call's outcome", "    out = exc"]
 
 
-def _to_torch(a: np.ndarray, copy: bool = False):
-    """A tensor with ``a``'s dtype and bits. Shares memory unless ``copy`` (torch may
-    write to it: max_norm renormalises in place)."""
-    torch = _torch()
-    a = np.asarray(a)
-    if not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="))
-    if copy or not a.flags.c_contiguous or not a.flags.writeable:
-        a = a.copy(order="C")  # keeps 0-d arrays 0-d, unlike np.ascontiguousarray
-    if a.dtype == _bfloat16():
-        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(a)
+def outcome(ns: dict[str, Any], name: str = "out") -> Any:
+    """What a run of ``kept`` lines bound to ``name``; the exception it kept is raised again."""
+    value = ns[name]
+    if isinstance(value, Exception):
+        raise value
+    return value
 
 
-def _to_numpy(t) -> np.ndarray:
-    torch = _torch()
-    t = t.detach()
-    if t.layout != torch.strided:
-        t = t.to_dense()  # torch's own densification (sparse COO gradients)
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(_bfloat16())
-    return t.numpy()
+# a snippet's tail after ``kept`` lines: the exception is raised, as the call raised it
+RAISE_KEPT = ["if isinstance(out, Exception):", "    raise out"]
 
-
-# --- snippets --------------------------------------------------------------------
-
-_SNIPPET_HELPERS = '''\
-import numpy as np
-import ml_dtypes
-import torch
-import torch.nn.functional as F
-
-
-def to_torch(a):
-    a = np.asarray(a).copy(order="C")
-    if a.dtype == ml_dtypes.bfloat16:
-        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(a)
-
-
-def to_numpy(t):
-    t = t.detach()
-    if t.layout != torch.strided:
-        t = t.to_dense()  # torch's own densification of a sparse gradient
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
-
-
-def show(label, t):
-    a = to_numpy(t)
-    print(label, "=", repr(a))
-    print(label, "bits =", repr(a.view(f"u{a.itemsize}")))
-    return a
-'''
-
-_CODE: dict[str, Any] = {}
-
-
-def run_source(lines: list[str], **names: Any) -> dict[str, Any]:
-    """Execute ``lines`` (the very lines a snippet prints) with torch, F and ``names``
-    bound; return the namespace. Compiled once per distinct source."""
-    src = "\n".join(lines)
-    code = _CODE.get(src)
-    if code is None:
-        code = _CODE[src] = compile(src, "<torch_adapter call>", "exec")
-    torch = _torch()
-    ns = {"torch": torch, "F": torch.nn.functional, **names}
-    exec(code, ns)
-    return ns
+# the table as torch holds it: a copy where torch may write to it (max_norm renormalises in
+# place, a gradient's leaf), else the array's own memory
+_CONVERT = "ids, weight = to_torch(ids), to_torch(table)"
+_CONVERT_COPY = "ids, weight = to_torch(ids), to_torch(table, copy=True)"
+# the gradient clauses: the options each passes to the lookup
+_GRADS = {"grad": "", "grad_padded": ", padding_idx=padding_idx", "grad_scaled": ", scale_grad_by_freq=True"}
+_BACKWARD = ["out.backward(to_torch(upstream))",
+             "# torch leaves .grad unset when nothing flowed back (no ids): a zero gradient",
+             "grad = held.grad if held.grad is not None else torch.zeros_like(held)"]
+_TAILS = {"lookup": ["result = show('out', out)"], "lookup_loaded": ["result = show('out', out)"],
+          "grad": ["result = show('grad', grad)"], "grad_scaled": ["result = show('grad', grad)"],
+          "grad_padded": ["result = (show('out', out), show('grad', grad))"],
+          # the table after the call, whether it raised or not
+          "lookup_with_state": ["if isinstance(out, Exception):", "    print('raised', type(out).__name__, out)",
+                                "else:", "    out = show('out', out)", "result = (out, show('table after', held))"]}
 
 
 class TorchEmbedding:
-    """Everything the torch variants share. A variant overrides ``_call`` (how one
-    lookup is made on torch tensors) and ``_call_source`` (the same call as source
-    for a snippet)."""
+    """Everything the torch variants share. A variant says how the lookup is called
+    (``_call_lines``); each operation's text, the one its snippet prints, is built here."""
 
     name = "torch"
     framework = "torch"
@@ -198,111 +147,86 @@ class TorchEmbedding:
 
     def environment(self) -> dict[str, int]:
         # intra-op threads: parallel kernels (and their reductions' order) depend on them
-        return {"torch.threads": _torch().get_num_threads()}
+        return {"torch.threads": TORCH.helper("torch").get_num_threads()}
 
-    # -- the call a variant makes ---------------------------------------------------
-    def _call(self, ids, weight, *, trainable: bool = False, **options):
-        """Return ``(out, weight_tensor)``: the lookup's output and the tensor the
-        framework holds the table in (the one max_norm renormalises, the one whose
-        ``.grad`` autograd fills). Runs ``_call_source``'s lines, the ones a snippet
-        prints, so the two cannot drift."""
-        ns = run_source(self._call_source(trainable, {k: k for k in options}), ids=ids, weight=weight, **options)
-        return ns["out"], ns["held"]
-
-    def _call_source(self, trainable: bool, options: dict[str, str]) -> list[str]:
-        """Source lines that, given tensors ``ids`` and ``weight`` (and the options'
-        names), set ``out`` and ``held`` (the framework's weight tensor)."""
+    def _call_lines(self, trainable: bool, options: str) -> list[str]:
+        """Lines that, given tensors ``ids`` and ``weight`` and the call's ``options`` (source
+        such as ``", max_norm=max_norm"``), set ``out`` and ``held`` (the framework's weight tensor)."""
         raise NotImplementedError
+
+    @functools.cache  # built once per operation: a call looks its text up
+    def _text(self, op: str, max_norm: bool = False, path: str | None = None) -> str:
+        """The text ``op`` runs on NumPy ``table``, ``ids`` (and ``upstream``, ``padding_idx``,
+        ``max_norm``; lookup_loaded: the load ``path``): the very text its snippet prints."""
+        if op == "lookup_loaded":
+            lines = [_CONVERT_COPY, *_LOAD_SOURCE[path]]
+        elif op == "lookup":
+            lines = [_CONVERT, *self._call_lines(False, "")]
+        elif op in _GRADS:
+            lines = [_CONVERT_COPY, *self._call_lines(True, _GRADS[op]), *_BACKWARD]
+        elif op == "lookup_with_state":
+            # the module wraps the very tensor it is given: `held` even when the call raises first
+            options = ", max_norm=max_norm" if max_norm else ""
+            lines = [_CONVERT_COPY, "held = weight", *kept(self._call_lines(self.state_trainable, options))]
+        else:
+            raise ValueError(f"{self.name} has no operation {op!r}")
+        return "\n".join(lines)
+
+    def _run(self, op: str, table, ids, max_norm: float | None = None, **names) -> dict[str, Any]:
+        """Run ``op``'s text; the namespace after."""
+        return TORCH.run(self._text(op, max_norm is not None), table=table, ids=ids, max_norm=max_norm, **names)
 
     # -- the adapter API -------------------------------------------------------------
     def lookup(self, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        ids_t, weight = _to_torch(ids), _to_torch(table)
         with _TRANSLATE:
-            out, _ = self._call(ids_t, weight)
-        return _to_numpy(out)
+            return to_numpy(outcome(self._run("lookup", table, ids)))
 
     def grad(self, table: np.ndarray, ids: np.ndarray, upstream: np.ndarray) -> np.ndarray:
-        return self._grad(table, ids, upstream)[1]
+        return self._grad("grad", table, ids, upstream)[1]
 
     def lookup_with_state(self, table: np.ndarray, ids: np.ndarray, max_norm: float | None = None):
-        ids_t, weight = _to_torch(ids), _to_torch(table, copy=True)
-        options = {} if max_norm is None else {"max_norm": float(max_norm)}
+        ns = self._run("lookup_with_state", table, ids, None if max_norm is None else float(max_norm))
         result: Any
-        held = weight
-        try:
+        try:  # the call's outcome: a contract failure is an answer here, with the table after it
             with _TRANSLATE:
-                out, held = self._call(ids_t, weight, trainable=self.state_trainable, **options)
-            result = _to_numpy(out)
+                result = to_numpy(outcome(ns))
         except LookupFailure as failure:
             result = failure
-        # the module wraps the very tensor it was given, so `weight` is what it holds
-        # even when the call raised before returning it
-        return result, _to_numpy(held if held is not None else weight)
+        return result, to_numpy(ns["held"])
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        trainable = op in ("grad", "grad_padded", "grad_scaled") or (
-            op == "lookup_with_state" and self.state_trainable)
-        options: dict[str, str] = {}
-        if op == "grad_padded":
-            options["padding_idx"] = "padding_idx"
-        elif op == "grad_scaled":
-            options["scale_grad_by_freq"] = "True"
-        elif op == "lookup_with_state" and args.get("max_norm", "None") != "None":
-            options["max_norm"] = "float(max_norm)"
-        if op == "lookup_loaded" and callable(getattr(self, "lookup_loaded", None)):
-            call = _LOAD_SOURCE[eval(args["path"])]
-        elif op in ("lookup", "grad", "grad_padded", "grad_scaled", "lookup_with_state"):
-            call = self._call_source(trainable, options)
-        else:
+        if op not in _TAILS or not callable(getattr(self, op, None)):
             raise ValueError(f"{self.name} has no operation {op!r}")
-        lines = [_SNIPPET_HELPERS]
-        lines += [f"{k} = {v}" for k, v in args.items()]
-        lines.append("ids = to_torch(ids)")
-        lines.append("weight = to_torch(table)")
-        # `result` is what the adapter returned, as NumPy (an error is raised, or, where
-        # the table after a failed call is the point, printed and kept)
-        if op in ("lookup", "lookup_loaded"):
-            lines += call + ["result = show('out', out)"]
-        elif op == "lookup_with_state":
-            lines += ["held = weight", "try:"] + [f"    {ln}" for ln in call] + [
-                "    out = show('out', out)",
-                "except Exception as exc:",
-                "    print('raised', type(exc).__name__, exc)",
-                "    out = exc",
-                "result = (out, show('table after', held))",
-            ]
+        # the text the call ran, as its printed arguments choose it (a load path; a max_norm or None)
+        if op == "lookup_loaded":
+            lines = self._text(op, path=next((p for p in _LOAD_SOURCE if repr(p) == args["path"]), None))
         else:
-            lines += call + ["out.backward(to_torch(upstream))"]
-            # torch leaves .grad unset when nothing flowed back (no ids); that is a zero gradient
-            lines.append("grad = show('grad', held.grad if held.grad is not None else torch.zeros_like(held))")
-            lines.append("result = (show('out', out), grad)" if op == "grad_padded" else "result = grad")
-        return "\n".join(lines) + "\n"
+            lines = self._text(op, max_norm=args.get("max_norm", "None") != "None")
+        return TORCH.snippet(args, lines, self._tail(op))
+
+    def _tail(self, op: str) -> list[str]:
+        return _TAILS[op]
 
     # -- shared autograd plumbing -----------------------------------------------------
-    def _grad(self, table, ids, upstream, **options):
-        ids_t, weight = _to_torch(ids), _to_torch(table, copy=True)
-        up = _to_torch(upstream)
+    def _grad(self, op, table, ids, upstream, **names):
         with _TRANSLATE:
-            out, held = self._call(ids_t, weight, trainable=True, **options)
-            out.backward(up)
-        g = held.grad
-        if g is None:  # nothing flowed back (e.g. no ids): torch leaves .grad unset
-            g = _torch().zeros_like(held)
-        return _to_numpy(out), _to_numpy(g)
+            ns = self._run(op, table, ids, upstream=upstream, **names)
+            out = outcome(ns)
+        return to_numpy(out), to_numpy(ns["grad"])
 
 
 class _Padded:
     """grad_padded: nn.Embedding(padding_idx=...), whose row gets no gradient."""
 
     def grad_padded(self, table, ids, upstream, padding_idx):
-        return self._grad(table, ids, upstream, padding_idx=int(padding_idx))
+        return self._grad("grad_padded", table, ids, upstream, padding_idx=int(padding_idx))
 
 
 class _Scaled:
     """grad_scaled: nn.Embedding(scale_grad_by_freq=True)."""
 
     def grad_scaled(self, table, ids, upstream):
-        return self._grad(table, ids, upstream, scale_grad_by_freq=True)[1]
+        return self._grad("grad_scaled", table, ids, upstream)[1]
 
 
 # --- torch.nn.Embedding ------------------------------------------------------------
@@ -315,10 +239,9 @@ class NNEmbedding(TorchEmbedding):
     name = "torch.nn.Embedding"
     state_trainable = True
 
-    def _call_source(self, trainable, options):
-        opts = "".join(f", {k}={v}" for k, v in options.items())
+    def _call_lines(self, trainable, options):
         return [
-            f"layer = torch.nn.Embedding.from_pretrained(weight, freeze={not trainable}, sparse={self.sparse}{opts})",
+            f"layer = torch.nn.Embedding.from_pretrained(weight, freeze={not trainable}, sparse={self.sparse}{options})",
             "held = layer.weight",
             "out = layer(ids)",
         ]
@@ -348,8 +271,8 @@ class NNEmbeddingDense(_Padded, _Scaled, NNEmbedding):
 
     def lookup_loaded(self, table: np.ndarray, ids: np.ndarray, path: str) -> np.ndarray:
         with _TRANSLATE:
-            ns = run_source(_LOAD_SOURCE[path], ids=_to_torch(ids), weight=_to_torch(table, copy=True))
-        return _to_numpy(ns["out"])
+            ns = TORCH.run(self._text("lookup_loaded", path=path), table=table, ids=ids)
+        return to_numpy(ns["out"])
 
 
 class NNEmbeddingSparse(_Padded, NNEmbedding):
@@ -372,10 +295,9 @@ class FunctionalEmbedding(TorchEmbedding):
         "tensor it is given, in place",
     ))
 
-    def _call_source(self, trainable, options):
-        opts = "".join(f", {k}={v}" for k, v in options.items())
+    def _call_lines(self, trainable, options):
         lines = ["weight.requires_grad_(True)"] if trainable else []
-        return lines + ["held = weight", f"out = F.embedding(ids, weight{opts})"]
+        return lines + ["held = weight", f"out = F.embedding(ids, weight{options})"]
 
 
 # --- F.embedding under torch.compile ------------------------------------------------
@@ -398,93 +320,80 @@ def _shape_key(*shapes: tuple[int, ...]) -> tuple:
     return tuple(key)
 
 
-class CompiledFunctionalEmbedding(FunctionalEmbedding):
-    """``torch.compile(f, dynamic=True)`` of a function calling ``F.embedding``.
+def _dtype(a: np.ndarray) -> np.dtype:
+    """``a``'s dtype as torch gets it (to_torch makes it native), for a signature key: a dtype
+    object, as a dtype's name costs more than the lookup it keys."""
+    return a.dtype if a.dtype.isnative else a.dtype.newbyteorder("=")
+
+
+class Built:
+    """Objects built once per key (a compiled function, a module) by the text of the key's first
+    call, which builds and then calls (what a snippet prints), and bound under ``name`` for the
+    key's later calls, whose text only calls. The call's lines are ``kept``: a call that raises
+    leaves what its run built."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._cache: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+        self.builds = 0
+
+    def run(self, key: tuple, text: Callable[[bool], str | list[str]], **names) -> dict[str, Any]:
+        """Run ``text(build)`` for ``key``: with ``build`` the first time, keeping what it binds
+        to ``name``, else with that bound."""
+        built = self._cache.get(key)
+        if built is None:
+            with self._lock:
+                built = self._cache.get(key)
+                if built is None:
+                    ns = TORCH.run(text(True), **names)
+                    self._cache[key] = ns[self.name]
+                    self.builds += 1
+                    return _released(ns)
+        return TORCH.run(text(False), **{self.name: built}, **names)
+
+    def forget(self, key: tuple) -> None:
+        with self._lock:
+            self._cache.pop(key, None)
+
+
+def _released(ns: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a building run's namespace, for its caller; the namespace itself, the globals of
+    a function the run defined (and where dynamo puts its compiled code, under ``__`` names),
+    keeps only those and the prelude's, not the call's arrays and outcome (an exception would
+    hold its whole traceback) for as long as the function is kept."""
+    out = dict(ns)
+    base = TORCH.base()
+    for name in [n for n in ns if n not in base and not n.startswith("__")]:
+        del ns[name]
+    return out
+
+
+class Compiled(Built):
+    """A compiled function per signature key (``Built``, bound as ``compiled``).
 
     Dynamo keeps its compiled graphs per code object and, past
     ``torch._dynamo.config.recompile_limit`` (8) recompiles of one code object,
-    silently runs the function eagerly. So each signature key (dtypes, ranks, the
-    0/1 and equality pattern of the sizes, options) gets a function with a code
-    object of its own, compiled once. Should dynamo recompile one anyway (a guard
-    the key misses), the recompile is counted in ``recompiles`` and, well before
-    the limit, the key gets a fresh function, so a fall-back to eager can never
-    pass for compiled behaviour. (``config.patch(fail_on_recompile_limit_hit=True)``
-    around each call would cost ~50 us a call.)
-    """
+    silently runs the function eagerly. So each signature key gets a function with
+    a code object of its own (``fresh_compile``), compiled once. Should dynamo
+    recompile one anyway (a guard the key misses), the recompile is counted in
+    ``recompiles`` and, well before the limit, the key gets a fresh function, so a
+    fall-back to eager can never pass for compiled behaviour.
+    (``config.patch(fail_on_recompile_limit_hit=True)`` around each call would cost
+    ~50 us a call.)"""
 
     RECOMPILES_BEFORE_FRESH = 4
 
-    name = "torch.nn.functional.embedding[compile]"
-    backend = "inductor"
-    FALLBACK_BACKEND = "aot_eager"
-
     def __init__(self):
-        self._cache: dict[tuple, Callable] = {}
-        self._lock = threading.Lock()
-        self._backend_checked = False
-        self.compiles = 0  # functions compiled: one per signature key
+        super().__init__("compiled")
         self.recompiles = 0  # graphs dynamo built on a function's later calls (expected 0)
         self._graphs_of: dict[tuple, int] = {}  # key -> recompiles seen
-        self.capabilities = TorchEmbedding.capabilities.narrowed(notes=_BASE_NOTES + (
-            "torch.compile(dynamic=True, backend='inductor'); one compiled function per signature "
-            "(dtypes, ranks, 0/1 sizes, equal sizes), so dynamo never recompiles past its limit",
-            "lookup_with_state: F.embedding(max_norm=...) under torch.compile",
-        ))
 
-    def environment(self) -> dict[str, int]:
-        from torch._inductor.utils import parallel_num_threads
-
-        # the threads inductor generates code for (config.cpp.threads, else torch's):
-        # past one it writes parallel loops, and torch.toml#7's failing scatter with them
-        return {**super().environment(), "inductor.threads": parallel_num_threads()}
-
-    def _select_backend(self) -> None:
-        """Ready inductor (adapters/torch/inductor.py: one compiled lookup); if it cannot build
-        here (no C++ toolchain, ...), use aot_eager and say so in the capabilities."""
-        if self._backend_checked:
-            return
-        from embedding_conformance.adapters.torch import inductor
-
-        self._backend_checked = True
-        reason, isa_note = inductor.ready()
-        notes = self.capabilities.notes + (isa_note,)
-        if reason is not None:  # inductor unusable on this machine
-            self.backend = self.FALLBACK_BACKEND
-            notes += (f"inductor cannot compile on this machine ({reason}); "
-                      f"compiled with backend='{self.FALLBACK_BACKEND}' instead",)
-        self.capabilities = self.capabilities.narrowed(notes=notes)
-
-    def _compiled(self, key: tuple, with_max_norm: bool) -> Callable:
-        fn = self._cache.get(key)
-        if fn is None:
-            with self._lock:
-                fn = self._cache.get(key)
-                if fn is None:
-                    self._select_backend()
-                    torch = _torch()
-                    from embedding_conformance.adapters.torch import inductor
-
-                    fn = torch.compile(inductor.fresh_embed(with_max_norm), dynamic=True, backend=self.backend)
-                    self._cache[key] = fn
-                    self.compiles += 1
-        return fn
-
-    def _call(self, ids, weight, *, trainable=False, **options):
-        unknown = set(options) - {"max_norm"}
-        if unknown:
-            raise TypeError(f"{self.name} does not take {sorted(unknown)}")
-        if trainable:
-            weight.requires_grad_(True)
-        max_norm = options.get("max_norm")
-        key = (ids.dtype, ids.dim(), weight.dtype, weight.dim(), weight.requires_grad,
-               max_norm, _shape_key(tuple(ids.shape), tuple(weight.shape)))
-        fn = self._compiled(key, max_norm is not None)
+    def run(self, key, text, **names):
         stats = _dynamo_stats()
         graphs = stats["unique_graphs"]
         try:
-            if max_norm is not None:
-                return fn(ids, weight, max_norm), weight
-            return fn(ids, weight), weight
+            return super().run(key, text, **names)
         finally:
             self._count_graphs(key, stats["unique_graphs"] - graphs)
 
@@ -498,30 +407,93 @@ class CompiledFunctionalEmbedding(FunctionalEmbedding):
             self.recompiles += new_graphs
             self._graphs_of[key] += new_graphs
             if self._graphs_of[key] >= self.RECOMPILES_BEFORE_FRESH:
-                with self._lock:  # a fresh code object for this key, far below the limit
-                    self._cache.pop(key, None)
-                    self._graphs_of.pop(key, None)
+                self.forget(key)  # a fresh code object for this key, far below the limit
+                self._graphs_of.pop(key, None)
 
-    def _call_source(self, trainable, options):
+
+class CompiledBackend:
+    """What the torch.compile variants share: inductor, readied once (adapters/torch/inductor.py:
+    one compiled lookup), or aot_eager where inductor cannot build here (no C++ toolchain, ...),
+    said in the capabilities; and the threads inductor writes code for."""
+
+    backend = "inductor"
+    FALLBACK_BACKEND = "aot_eager"
+    _backend_checked = False
+    _compiled: Compiled  # the variant's functions, one per signature key
+
+    @property
+    def compiles(self) -> int:  # functions compiled: one per signature key
+        return self._compiled.builds
+
+    @property
+    def recompiles(self) -> int:  # graphs dynamo built on a function's later calls (expected 0)
+        return self._compiled.recompiles
+
+    def environment(self) -> dict[str, int]:
+        from torch._inductor.utils import parallel_num_threads
+
+        # the threads inductor generates code for (config.cpp.threads, else torch's):
+        # past one it writes parallel loops, and torch.toml#7's failing scatter with them
+        return {**super().environment(), "inductor.threads": parallel_num_threads()}
+
+    def _select_backend(self) -> None:
+        if self._backend_checked:
+            return
+        self._backend_checked = True
+        reason, isa_note = inductor.ready()
+        notes = self.capabilities.notes + (isa_note,)
+        if reason is not None:  # inductor unusable on this machine
+            self.backend = self.FALLBACK_BACKEND
+            notes += (f"inductor cannot compile on this machine ({reason}); "
+                      f"compiled with backend='{self.FALLBACK_BACKEND}' instead",)
+        self.capabilities = self.capabilities.narrowed(notes=notes)
+
+
+def compiled_lookup(backend: str, max_norm: bool, build: bool, then: list[str] = ()) -> list[str]:
+    """F.embedding under torch.compile, given tensors ``ids`` and ``weight`` (and ``max_norm``):
+    the compile (with ``build``), then the call and ``then``, kept (``out`` is their outcome)."""
+    params = "ids, weight, max_norm" if max_norm else "ids, weight"
+    return (inductor.compile_embed(backend, max_norm) if build else []) + kept(
+        ["held = weight", f"out = compiled({params})", *then])
+
+
+class CompiledFunctionalEmbedding(CompiledBackend, FunctionalEmbedding):
+    """``torch.compile(f, dynamic=True)`` of a function calling ``F.embedding``, one compiled
+    function per signature key (dtypes, ranks, the 0/1 and equality pattern of the sizes,
+    options; ``Compiled``)."""
+
+    name = "torch.nn.functional.embedding[compile]"
+    # each operation: what comes before the compiled call, what is kept with it
+    _OPS = {"lookup": ([_CONVERT], []), "grad": ([_CONVERT_COPY, "weight.requires_grad_(True)"], _BACKWARD),
+            "lookup_with_state": ([_CONVERT_COPY], [])}
+
+    def __init__(self):
+        self._compiled = Compiled()
+        self.capabilities = TorchEmbedding.capabilities.narrowed(notes=_BASE_NOTES + (
+            "torch.compile(dynamic=True, backend='inductor'); one compiled function per signature "
+            "(dtypes, ranks, 0/1 sizes, equal sizes), so dynamo never recompiles past its limit",
+            "lookup_with_state: F.embedding(max_norm=...) under torch.compile",
+        ))
+
+    @functools.cache
+    def _text(self, op: str, max_norm: bool = False, build: bool = True) -> str:
+        """The text of ``op``'s call; with ``build``, of a signature's first call (the snippet's)."""
+        if op not in self._OPS:
+            raise ValueError(f"{self.name} has no operation {op!r}")
         self._select_backend()
-        lines = ["weight.requires_grad_(True)"] if trainable else []
-        if "max_norm" in options:
-            lines += [
-                "def embed(ids, weight, max_norm):",
-                "    return F.embedding(ids, weight, max_norm=max_norm)",
-                f"compiled = torch.compile(embed, dynamic=True, backend={self.backend!r})",
-                "held = weight",
-                f"out = compiled(ids, weight, {options['max_norm']})",
-            ]
-        else:
-            lines += [
-                "def embed(ids, weight):",
-                "    return F.embedding(ids, weight)",
-                f"compiled = torch.compile(embed, dynamic=True, backend={self.backend!r})",
-                "held = weight",
-                "out = compiled(ids, weight)",
-            ]
-        return lines
+        head, then = self._OPS[op]
+        return "\n".join(head + compiled_lookup(self.backend, max_norm, build, then))
+
+    def _run(self, op, table, ids, max_norm=None, **names):
+        """Run ``op``'s text with the compiled function of the call's signature key."""
+        table, ids = np.asarray(table), np.asarray(ids)
+        key = (_dtype(ids), ids.ndim, _dtype(table), table.ndim, op == "grad", max_norm,
+               _shape_key(ids.shape, table.shape))
+        return self._compiled.run(key, lambda build: self._text(op, max_norm is not None, build),
+                                  table=table, ids=ids, max_norm=max_norm, **names)
+
+    def _tail(self, op: str) -> list[str]:
+        return _TAILS[op] if op == "lookup_with_state" else RAISE_KEPT + _TAILS[op]
 
 
 # --- registry factories ---------------------------------------------------------------

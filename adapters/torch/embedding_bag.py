@@ -15,20 +15,22 @@ no sqrtn), ``per_sample_weights`` is documented for mode sum only, ``padding_idx
 the padding id, weights are 2-D only and ids int32/int64 (as for F.embedding): all
 declared in ``capabilities``.
 
-Arrays move between NumPy and torch bit for bit (adapters/torch/embedding.py); the call
-a check makes is the very source its snippet prints (``run_source``). Torch is
-imported lazily.
+Arrays move between NumPy and torch bit for bit with the torch prelude
+(adapters/torch/source.py); the call a check makes is the very source its snippet prints
+(``TORCH.run``). Torch is imported lazily.
 """
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable
+import functools
+from typing import Any
 
 import numpy as np
 
 from embedding_conformance.adapters.contract import Call, Capabilities, InvalidIds, InvalidOffsets, InvalidTable, LookupFailure, OutOfRange, Translate, describer
-from embedding_conformance.adapters.torch.embedding import (_SNIPPET_HELPERS, _dynamo_stats, _failure as _lookup_failure, _shape_key, _to_numpy,
-                            _to_torch, _torch, match_message, run_source)
+from embedding_conformance.adapters.torch.embedding import (RAISE_KEPT, Compiled, CompiledBackend, _dtype, _failure as _lookup_failure,
+                                                            _shape_key, kept, match_message, outcome, to_numpy)
+from embedding_conformance.adapters.torch.inductor import fresh_compile
+from embedding_conformance.adapters.torch.source import TORCH
 
 _NOTES = (
     "torch has no sqrtn combiner (modes sum, mean, max)",
@@ -71,69 +73,71 @@ def _failure(exc: BaseException) -> LookupFailure | None:
 _TRANSLATE = Translate(_failure)
 
 
+_GRAD = ["out.backward(to_torch(upstream))",
+         "# no ids: torch leaves .grad unset, a zero gradient",
+         "grad = held.grad if held.grad is not None else torch.zeros_like(held)"]
+_TAILS = {"lookup_bags": ["result = show('out', out)"], "lookup_bags_padded": ["result = show('out', out)"],
+          "grad_bags": ["result = show('grad', grad)"]}
+_PADDED = {"lookup_bags": False, "lookup_bags_padded": True, "grad_bags": False}
+
+
 class TorchBag:
-    """What the torch bag variants share; a variant says how the call is written
-    (``_call_source``)."""
+    """What the torch bag variants share; a variant says how its inputs are made
+    (``_inputs``) and how the call is written (``_call_lines``)."""
 
     name = "torch.bag"
     framework = "torch"
     capabilities = _CAPS
 
     def environment(self) -> dict[str, int]:
-        return {"torch.threads": _torch().get_num_threads()}
+        return {"torch.threads": TORCH.helper("torch").get_num_threads()}
 
-    # the lines a snippet prints, given tensors input, weight, offs, psw (and padding_idx)
-    def _call_source(self, combiner: str, trainable: bool, padded: bool) -> list[str]:
+    # given NumPy values, table, offsets, weights: tensors input, weight, offs, psw (a copy of the
+    # table where it is a gradient's leaf)
+    def _inputs(self, trainable: bool) -> list[str]:
+        table = "to_torch(table, copy=True)" if trainable else "to_torch(table)"
+        return [f"input, weight = to_torch(values), {table}", *self._OFFSETS,
+                "psw = None if weights is None else to_torch(weights)"]
+
+    _OFFSETS = ["offs = to_torch(offsets)"]
+
+    # given those tensors (and combiner, padding_idx): out and held (the framework's weight tensor)
+    def _call_lines(self, trainable: bool, padded: bool) -> list[str]:
         raise NotImplementedError
 
-    def _offsets(self, offsets: np.ndarray) -> np.ndarray:
-        return offsets
+    @functools.cache  # built once per operation: a call looks its text up
+    def _text(self, op: str) -> str:
+        """The text ``op`` runs, the very text its snippet prints."""
+        if op not in _PADDED:
+            raise ValueError(f"{self.name} has no operation {op!r}")
+        trainable = op == "grad_bags"
+        return "\n".join([*self._inputs(trainable), *self._call_lines(trainable, _PADDED[op]),
+                          *(_GRAD if trainable else [])])
 
-    _OFFSETS_SOURCE = "offs = to_torch(offsets)"
-
-    def _call(self, table, values, offsets, weights, combiner, *, trainable=False, padding_idx=None):
-        names = {"input": _to_torch(values), "weight": _to_torch(table, copy=trainable),
-                 "offs": _to_torch(self._offsets(np.asarray(offsets))),
-                 "psw": None if weights is None else _to_torch(weights), "combiner": combiner}
-        if padding_idx is not None:
-            names["padding_idx"] = int(padding_idx)
-        ns = run_source(self._call_source(combiner, trainable, padding_idx is not None), **names)
-        return ns["out"], ns["held"]
+    def _run(self, op, table, values, offsets, weights, combiner, **names) -> dict[str, Any]:
+        with _TRANSLATE:
+            return TORCH.run(self._text(op), table=table, values=values, offsets=np.asarray(offsets),
+                             weights=weights, combiner=combiner, **names)
 
     def lookup_bags(self, table, values, offsets, weights, combiner):
-        with _TRANSLATE:
-            out, _ = self._call(table, values, offsets, weights, combiner)
-        return _to_numpy(out)
+        return to_numpy(self._run("lookup_bags", table, values, offsets, weights, combiner)["out"])
 
     def lookup_bags_padded(self, table, values, offsets, weights, combiner, padding_idx):
-        with _TRANSLATE:
-            out, _ = self._call(table, values, offsets, weights, combiner, padding_idx=padding_idx)
-        return _to_numpy(out)
+        ns = self._run("lookup_bags_padded", table, values, offsets, weights, combiner, padding_idx=int(padding_idx))
+        return to_numpy(ns["out"])
 
     def grad_bags(self, table, values, offsets, weights, combiner, upstream):
-        with _TRANSLATE:
-            out, held = self._call(table, values, offsets, weights, combiner, trainable=True)
-            out.backward(_to_torch(upstream))
-        g = held.grad
-        if g is None:  # nothing flowed back (no ids): torch leaves .grad unset, a zero gradient
-            g = _torch().zeros_like(held)
-        return _to_numpy(g)
+        return to_numpy(self._run("grad_bags", table, values, offsets, weights, combiner, upstream=upstream)["grad"])
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        if op not in ("lookup_bags", "lookup_bags_padded", "grad_bags"):
-            raise ValueError(f"{self.name} has no operation {op!r}")
-        combiner = eval(args["combiner"])
-        lines = [_SNIPPET_HELPERS]
-        lines += [f"{k} = {v}" for k, v in args.items()]
-        lines += ["input = to_torch(values)", "weight = to_torch(table)",
-                  "psw = None if weights is None else to_torch(weights)", self._OFFSETS_SOURCE]
-        lines += self._call_source(combiner, op == "grad_bags", op == "lookup_bags_padded")
-        if op == "grad_bags":
-            lines += ["out.backward(to_torch(upstream))",
-                      "result = show('grad', held.grad if held.grad is not None else torch.zeros_like(held))"]
-        else:
-            lines.append("result = show('out', out)")
-        return "\n".join(lines) + "\n"
+        return TORCH.snippet(args, self._text(op), self._tail(op))
+
+    def _tail(self, op: str) -> list[str]:
+        return _TAILS[op]
+
+
+def _padding(padded: bool) -> str:
+    return ", padding_idx=padding_idx" if padded else ""
 
 
 class FunctionalBag(TorchBag):
@@ -144,16 +148,12 @@ class FunctionalBag(TorchBag):
     capabilities = _CAPS.narrowed(notes=_NOTES + (
         "offsets in F.embedding_bag's default form: offsets[:-1] (B starts), the last bag running to the end "
         "of the input; torch never sees the CSR end offset",))
-    _OFFSETS_SOURCE = "offs = to_torch(offsets[:-1])  # F.embedding_bag's default: where each of the B bags starts"
+    _OFFSETS = ["offs = to_torch(offsets[:-1])  # F.embedding_bag's default: where each of the B bags starts"]
 
-    def _offsets(self, offsets):
-        return offsets[:-1]
-
-    def _call_source(self, combiner, trainable, padded):
-        pad = ", padding_idx=padding_idx" if padded else ""
+    def _call_lines(self, trainable, padded):
         lines = ["weight.requires_grad_(True)"] if trainable else []
-        return lines + ["held = weight",
-                        f"out = F.embedding_bag(input, weight, offs, mode={combiner!r}, per_sample_weights=psw{pad})"]
+        return lines + ["held = weight", "out = F.embedding_bag(input, weight, offs, mode=combiner, "
+                                         f"per_sample_weights=psw{_padding(padded)})"]
 
 
 class ModuleBag(TorchBag):
@@ -164,10 +164,9 @@ class ModuleBag(TorchBag):
     capabilities = _CAPS.narrowed(notes=_NOTES + (
         "nn.EmbeddingBag.from_pretrained(table, mode=..., include_last_offset=True): the offsets as given (CSR)",))
 
-    def _call_source(self, combiner, trainable, padded):
-        pad = ", padding_idx=padding_idx" if padded else ""
-        return [f"layer = torch.nn.EmbeddingBag.from_pretrained(weight, freeze={not trainable}, mode={combiner!r}, "
-                f"include_last_offset=True{pad})",
+    def _call_lines(self, trainable, padded):
+        return [f"layer = torch.nn.EmbeddingBag.from_pretrained(weight, freeze={not trainable}, mode=combiner, "
+                f"include_last_offset=True{_padding(padded)})",
                 "held = layer.weight",
                 "out = layer(input, offs, per_sample_weights=psw)"]
 
@@ -182,48 +181,34 @@ class FunctionalBag2D(FunctionalBag):
     capabilities = _CAPS.narrowed(fixed_length_bags=True, notes=_NOTES + (
         "2-D input (B, L) without offsets (bags of one length); the CSR form given is reshaped to it, no bags "
         "to shape (0, 0)",))
-    _OFFSETS_SOURCE = "\n".join([
-        "B = len(offsets) - 1; L = int(offsets[1] - offsets[0]) if B else 0  # bags of one length: a (B, L) input",
-        "input = to_torch(values.reshape(B, L))",
-        "psw = None if weights is None else to_torch(weights.reshape(B, L))"])
 
-    @staticmethod
-    def _shape(offsets: np.ndarray) -> tuple[int, int]:
+    def _inputs(self, trainable):
+        table = "to_torch(table, copy=True)" if trainable else "to_torch(table)"
+        return ["B = len(offsets) - 1; L = int(offsets[1] - offsets[0]) if B else 0  # bags of one length: (B, L)",
+                f"input, weight = to_torch(values.reshape(B, L)), {table}",
+                "psw = None if weights is None else to_torch(weights.reshape(B, L))"]
+
+    def _run(self, op, table, values, offsets, weights, combiner, **names):
         offsets = np.asarray(offsets)
-        b = offsets.shape[0] - 1
-        length = int(offsets[1] - offsets[0]) if b else 0
-        if b and (np.diff(offsets) != length).any():
-            raise ValueError(f"{FunctionalBag2D.name} takes bags of one length (fixed_length_bags), got offsets "
+        if len(offsets) > 1 and (np.diff(offsets) != offsets[1] - offsets[0]).any():
+            raise ValueError(f"{self.name} takes bags of one length (fixed_length_bags), got offsets "
                              f"{offsets.tolist()}")
-        return b, length
+        return super()._run(op, table, np.asarray(values), offsets,
+                            None if weights is None else np.asarray(weights), combiner, **names)
 
-    def _call(self, table, values, offsets, weights, combiner, *, trainable=False, padding_idx=None):
-        shape = self._shape(offsets)
-        names = {"input": _to_torch(np.asarray(values).reshape(shape)), "weight": _to_torch(table, copy=trainable),
-                 "psw": None if weights is None else _to_torch(np.asarray(weights).reshape(shape)),
-                 "combiner": combiner}
-        if padding_idx is not None:
-            names["padding_idx"] = int(padding_idx)
-        ns = run_source(self._call_source(combiner, trainable, padding_idx is not None), **names)
-        return ns["out"], ns["held"]
-
-    def _call_source(self, combiner, trainable, padded):
-        pad = ", padding_idx=padding_idx" if padded else ""
+    def _call_lines(self, trainable, padded):
         lines = ["weight.requires_grad_(True)"] if trainable else []
         return lines + ["held = weight",
-                        f"out = F.embedding_bag(input, weight, mode={combiner!r}, per_sample_weights=psw{pad})"]
+                        f"out = F.embedding_bag(input, weight, mode=combiner, per_sample_weights=psw{_padding(padded)})"]
 
 
-class CompiledFunctionalBag(FunctionalBag):
+class CompiledFunctionalBag(CompiledBackend, FunctionalBag):
     """``torch.compile(f, dynamic=True)`` of a function calling F.embedding_bag, one
     function (a code object of its own) per signature key, as
-    adapters/torch_adapter.CompiledFunctionalEmbedding does: dynamo's recompile limit
+    adapters/torch/embedding.CompiledFunctionalEmbedding does: dynamo's recompile limit
     (8 per code object) then never turns a compiled call into an eager one."""
 
     name = "torch.nn.functional.embedding_bag[compile]"
-    backend = "inductor"
-    FALLBACK_BACKEND = "aot_eager"
-    RECOMPILES_BEFORE_FRESH = 4
 
     def __init__(self):
         import logging
@@ -231,94 +216,40 @@ class CompiledFunctionalBag(FunctionalBag):
         # fake tensors log the meta kernel's refusal of float ids with its whole traceback
         # (thousands of lines a run) before it is raised, where the adapter translates it
         logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
-        self._cache: dict[tuple, Callable] = {}
-        self._lock = threading.Lock()
-        self._backend_checked = False
-        self.compiles = 0
-        self.recompiles = 0
-        self._graphs_of: dict[tuple, int] = {}
+        self._compiled = Compiled()
         self.capabilities = FunctionalBag.capabilities.narrowed(notes=FunctionalBag.capabilities.notes + (
             "torch.compile(dynamic=True, backend='inductor'); one compiled function per signature (dtypes, "
             "mode, weights, padding, 0/1 sizes, equal sizes)",))
 
-    def environment(self) -> dict[str, int]:
-        from torch._inductor.utils import parallel_num_threads
-
-        return {**super().environment(), "inductor.threads": parallel_num_threads()}
-
-    def _select_backend(self) -> None:
-        if self._backend_checked:
-            return
-        from embedding_conformance.adapters.torch import inductor
-
-        self._backend_checked = True
-        reason, isa_note = inductor.ready()
-        notes = self.capabilities.notes + (isa_note,)
-        if reason is not None:
-            self.backend = self.FALLBACK_BACKEND
-            notes += (f"inductor cannot compile on this machine ({reason}); compiled with "
-                      f"backend='{self.FALLBACK_BACKEND}' instead",)
-        self.capabilities = self.capabilities.narrowed(notes=notes)
-
-    @staticmethod
-    def _source(combiner: str, padded: bool) -> str:
-        pad = ", padding_idx" if padded else ""
-        kw = ", padding_idx=padding_idx" if padded else ""
-        return (f"def bag(input, weight, offs, psw{pad}):\n"
-                f"    return F.embedding_bag(input, weight, offs, mode={combiner!r}, per_sample_weights=psw{kw})\n")
-
-    def _compiled(self, key: tuple, combiner: str, padded: bool) -> Callable:
-        fn = self._cache.get(key)
-        if fn is None:
-            with self._lock:
-                fn = self._cache.get(key)
-                if fn is None:
-                    self._select_backend()
-                    torch = _torch()
-                    ns: dict[str, Any] = {}
-                    exec(compile(self._source(combiner, padded), "<torch_bag_adapter.compiled>", "exec"),
-                         {"F": torch.nn.functional}, ns)
-                    fn = self._cache[key] = torch.compile(ns["bag"], dynamic=True, backend=self.backend)
-                    self.compiles += 1
-        return fn
-
-    def _call(self, table, values, offsets, weights, combiner, *, trainable=False, padding_idx=None):
-        input_t, weight = _to_torch(values), _to_torch(table, copy=trainable)
-        offs = _to_torch(self._offsets(np.asarray(offsets)))
-        psw = None if weights is None else _to_torch(weights)
-        if trainable:
-            weight.requires_grad_(True)
-        padded = padding_idx is not None
-        key = (input_t.dtype, weight.dtype, offs.dtype, combiner, psw is not None, padded, trainable,
-               padding_idx, _shape_key(tuple(input_t.shape), tuple(weight.shape), tuple(offs.shape)))
-        fn = self._compiled(key, combiner, padded)
-        stats = _dynamo_stats()
-        graphs = stats["unique_graphs"]
-        try:
-            args = (input_t, weight, offs, psw) + ((int(padding_idx),) if padded else ())
-            return fn(*args), weight
-        finally:
-            self._count_graphs(key, stats["unique_graphs"] - graphs)
-
-    def _count_graphs(self, key: tuple, new_graphs: int) -> None:
-        if key not in self._graphs_of:
-            self._graphs_of[key] = 0
-            return
-        if new_graphs > 0:
-            self.recompiles += new_graphs
-            self._graphs_of[key] += new_graphs
-            if self._graphs_of[key] >= self.RECOMPILES_BEFORE_FRESH:
-                with self._lock:
-                    self._cache.pop(key, None)
-                    self._graphs_of.pop(key, None)
-
-    def _call_source(self, combiner, trainable, padded):
+    @functools.cache
+    def _text(self, op: str, build: bool = True) -> str:
+        """The text of ``op``'s call; with ``build``, of a signature's first call (the snippet's)."""
+        if op not in _PADDED:
+            raise ValueError(f"{self.name} has no operation {op!r}")
         self._select_backend()
-        lines = ["weight.requires_grad_(True)"] if trainable else []
-        lines += self._source(combiner, padded).rstrip("\n").splitlines()
+        trainable, padded = op == "grad_bags", _PADDED[op]
         pad = ", padding_idx" if padded else ""
-        return lines + [f"compiled = torch.compile(bag, dynamic=True, backend={self.backend!r})",
-                        "held = weight", f"out = compiled(input, weight, offs, psw{pad})"]
+        body = f"F.embedding_bag(input, weight, offs, mode=mode, per_sample_weights=psw{_padding(padded)})"
+        lines = self._inputs(trainable) + (["weight.requires_grad_(True)"] if trainable else [])
+        if build:
+            lines += fresh_compile("bag", f"input, weight, offs, psw, mode{pad}", body, self.backend)
+        call = f"out = compiled(input, weight, offs, psw, combiner{pad})"
+        return "\n".join(lines + kept(["held = weight", call, *(_GRAD if trainable else [])]))
+
+    def _run(self, op, table, values, offsets, weights, combiner, **names):
+        values, offsets = np.asarray(values), np.asarray(offsets)
+        padding_idx = names.get("padding_idx")
+        key = (_dtype(values), _dtype(table), _dtype(offsets), combiner, weights is not None,
+               padding_idx is not None, op == "grad_bags", padding_idx,
+               _shape_key(values.shape, table.shape, (offsets.shape[0] - 1,)))
+        with _TRANSLATE:
+            ns = self._compiled.run(key, lambda build: self._text(op, build), table=table, values=values,
+                                    offsets=offsets, weights=weights, combiner=combiner, **names)
+            outcome(ns)
+        return ns
+
+    def _tail(self, op: str) -> list[str]:
+        return RAISE_KEPT + _TAILS[op]
 
 
 _CLASSES = {

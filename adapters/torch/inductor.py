@@ -18,17 +18,18 @@ own ``TORCHINDUCTOR_VEC_ISA_OK`` (or ``ATEN_CPU_CAPABILITY``) is left as it is.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+
+from embedding_conformance.adapters.torch.source import TORCH
 
 _lock = threading.Lock()
 _outcome: tuple[str | None, str] | None = None  # (why inductor cannot run, or None; the ISA note)
 
 
 def _probe(torch) -> None:
-
-    # a fresh code object per attempt, so a failed attempt leaves dynamo nothing to reuse
-    fn = torch.compile(fresh_embed(False), dynamic=True, backend="inductor")
-    out = fn(torch.tensor([1, 0]), torch.arange(6, dtype=torch.float32).reshape(3, 2))
+    # the compiled adapter's function (a code object of its own per run, so a failed attempt
+    # leaves dynamo nothing to reuse), called once
+    out = TORCH.run(compile_embed("inductor", max_norm=False) + ["out = compiled(ids, weight)"],
+                    ids=torch.tensor([1, 0]), weight=torch.arange(6, dtype=torch.float32).reshape(3, 2))["out"]
     if out.tolist() != [[2.0, 3.0], [0.0, 1.0]]:
         raise RuntimeError(f"inductor probe returned {out.tolist()}")
 
@@ -77,16 +78,20 @@ def _note(cpu_vec_isa, how: str) -> str:
     return f"inductor's vector ISA: {cpu_vec_isa.pick_vec_isa()}, {how}"
 
 
-def fresh_embed(with_max_norm: bool) -> Callable:
-    """A function calling ``F.embedding`` with a code object of its own: dynamo's cache
-    and recompile count are per code object (the torch.compile adapter compiles one per
-    signature; the probe above one of its own)."""
-    import torch
+def fresh_compile(fn: str, params: str, body: str, backend: str | None) -> list[str]:
+    """Lines defining ``fn(params)`` (returning ``body``) with a code object of its own and
+    compiling it as ``compiled``. Dynamo keeps its graphs, and counts recompiles, per code
+    object, so a function compiled once per signature needs one each: every run of these lines
+    (whose text is compiled once) would otherwise define the same one."""
+    how = "dynamic=True" + ("" if backend is None else f", backend={backend!r}")
+    return [f"def {fn}({params}):", f"    return {body}",
+            f"{fn}.__code__ = {fn}.__code__.replace()  # a code object of this signature's own",
+            f"compiled = torch.compile({fn}, {how})"]
 
-    ns: dict[str, Any] = {}
-    if with_max_norm:
-        src = "def embed(ids, weight, max_norm):\n    return F.embedding(ids, weight, max_norm=max_norm)\n"
-    else:
-        src = "def embed(ids, weight):\n    return F.embedding(ids, weight)\n"
-    exec(compile(src, "<torch_adapter.compiled>", "exec"), {"F": torch.nn.functional}, ns)
-    return ns["embed"]
+
+def compile_embed(backend: str, max_norm: bool) -> list[str]:
+    """``compiled``: a function calling ``F.embedding`` on ``ids``, ``weight`` (and ``max_norm``),
+    under torch.compile (the compiled adapter's, one per signature; the probe's)."""
+    if max_norm:
+        return fresh_compile("embed", "ids, weight, max_norm", "F.embedding(ids, weight, max_norm=max_norm)", backend)
+    return fresh_compile("embed", "ids, weight", "F.embedding(ids, weight)", backend)

@@ -9,16 +9,17 @@ weights). The bags go in as ``KeyedJaggedTensor(keys=["f"], values=values,
 offsets=offsets, weights=weights)``: the KJT's offsets are CSR, as the contract's. The
 pooled rows are the KeyedTensor's ``["f"]``. TorchRec imports fbgemm_gpu (its CPU
 build, fbgemm-gpu-cpu), so the adapter runs in a worker group of its own. Imports
-nothing at module import.
+nothing at module import. Every call is source run with the torch prelude
+(adapters/torch/source.py), the very lines its snippet prints.
 """
 from __future__ import annotations
 
 from typing import Any
 
-
 from embedding_conformance.adapters.contract import Call, Capabilities, Description, InvalidOffsets, LookupFailure, Translate
-from embedding_conformance.adapters.torch.embedding import _SNIPPET_HELPERS, _to_numpy, _to_torch, match_message, run_source
+from embedding_conformance.adapters.torch.embedding import RAISE_KEPT, kept, match_message, outcome, to_numpy
 from embedding_conformance.adapters.torch.embedding_bag import _failure as _torch_failure
+from embedding_conformance.adapters.torch.source import TORCH
 
 _NOTES = (
     "PoolingType SUM and MEAN (TorchRec has no max or sqrtn pooling)",
@@ -50,21 +51,34 @@ def _failure(exc: BaseException) -> LookupFailure | None:
 _TRANSLATE = Translate(_failure)
 
 
-# the module and the call as a user writes them (the snippet prints these lines; the adapter runs them)
+_DATA_TYPES = {"float32": "FP32", "float16": "FP16", "bfloat16": "BF16"}
+
+# each call, on NumPy table, values, offsets, weights and combiner (and upstream): the module
+# built as a user builds it unless one of its signature is given (``ebc``: a snippet's None),
+# its table loaded with load_state_dict (torch's documented way), the bags as a KJT
 _BUILD = [
     "from torchrec import DataType, EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, PoolingType",
-    "config = EmbeddingBagConfig(name='t', embedding_dim=D, num_embeddings=V, feature_names=['f'],",
-    "                            pooling=PoolingType[pooling], data_type=DataType[data_type])",
-    "ebc = EmbeddingBagCollection(tables=[config], is_weighted=weighted, device=torch.device('cpu'))",
+    "weight, ids, offs = to_torch(table), to_torch(values), to_torch(offsets)",
+    "psw = None if weights is None else to_torch(weights)",
+    "if ebc is None:  # one module per (V, D, pooling, dtype, weighted), kept for every call of that signature",
+    "    config = EmbeddingBagConfig(name='t', embedding_dim=table.shape[1], num_embeddings=table.shape[0],",
+    "                                feature_names=['f'], pooling=PoolingType[combiner.upper()],",
+    f"                                data_type=DataType[{_DATA_TYPES!r}[table.dtype.name]])",
+    "    ebc = EmbeddingBagCollection(tables=[config], is_weighted=weights is not None, device=torch.device('cpu'))",
 ]
-_LOAD = ["ebc.load_state_dict({'embedding_bags.t.weight': weight})"]
-_CALL = [
-    "from torchrec import KeyedJaggedTensor",
-    "kjt = KeyedJaggedTensor(keys=['f'], values=ids, offsets=offs, weights=psw)",
-    "out = ebc(kjt)['f']",
-]
-_DATA_TYPES = {"float32": "FP32", "float16": "FP16", "bfloat16": "BF16"}
-_POOLING = {"sum": "SUM", "mean": "MEAN"}
+_LOAD = ["ebc.zero_grad(set_to_none=True)  # a kept module: no gradient of an earlier call",
+         "ebc.load_state_dict({'embedding_bags.t.weight': weight})",
+         "kjt = KeyedJaggedTensor(keys=['f'], values=ids, offsets=offs, weights=psw)"]
+_TEXTS = {
+    "lookup_bags": "\n".join(_BUILD + kept(_LOAD + ["with torch.no_grad():  # a lookup: no autograd record",
+                                                    "    out = ebc(kjt)['f']"])),
+    "grad_bags": "\n".join(_BUILD + kept(_LOAD + ["out = ebc(kjt)['f']", "out.backward(to_torch(upstream))",
+                                                  "held = ebc.embedding_bags['t'].weight",
+                                                  "# no ids: torch leaves .grad unset, a zero gradient",
+                                                  "grad = held.grad if held.grad is not None else torch.zeros_like(held)"])),
+}
+_TAILS = {"lookup_bags": RAISE_KEPT + ["result = show('out', out)"],
+          "grad_bags": RAISE_KEPT + ["result = show('grad', grad)"]}
 
 
 class EmbeddingBagCollectionAdapter:
@@ -75,69 +89,32 @@ class EmbeddingBagCollectionAdapter:
     def __init__(self):
         import torchrec  # noqa: F401  (fails here, not mid-check, when it cannot load)
 
-        self._modules: dict[tuple, Any] = {}
+        self._modules: dict[tuple, Any] = {}  # one module per (V, D, pooling, dtype, weighted)
 
     def environment(self) -> dict[str, int]:
         # EmbeddingBagCollection runs torch's embedding_bag kernel, whose error reporting
-        # depends on the intra-op thread count (suites/divergences/bags.toml)
-        import torch
+        # depends on the intra-op thread count (adapters/torchrec/declarations.toml)
+        return {"torch.threads": TORCH.helper("torch").get_num_threads()}
 
-        return {"torch.threads": torch.get_num_threads()}
-
-    def _module(self, v, d, combiner, dtype_name, weighted):
-        key = (v, d, combiner, dtype_name, weighted)
-        ebc = self._modules.get(key)
-        if ebc is None:
-            ns = run_source(_BUILD, V=v, D=d, pooling=_POOLING[combiner], data_type=_DATA_TYPES[dtype_name],
-                            weighted=weighted)
-            ebc = self._modules[key] = ns["ebc"]
-        return ebc
-
-    def _call(self, table, values, offsets, weights, combiner, trainable=False):
-        ebc = self._module(table.shape[0], table.shape[1], combiner, table.dtype.name, weights is not None)
-        ebc.zero_grad(set_to_none=True)
-        ns = run_source(_LOAD + _CALL, ebc=ebc, weight=_to_torch(table), ids=_to_torch(values),
-                        offs=_to_torch(offsets), psw=None if weights is None else _to_torch(weights))
-        return ns["out"], ebc
-
-    def _translated(self, thunk):
+    def _run(self, op, table, values, offsets, weights, combiner, **names) -> dict[str, Any]:
+        key = (table.shape[0], table.shape[1], combiner, table.dtype.name, weights is not None)
         with _TRANSLATE:
-            return thunk()
+            ns = TORCH.run(_TEXTS[op], ebc=self._modules.get(key), table=table, values=values, offsets=offsets,
+                           weights=weights, combiner=combiner, **names)
+            self._modules.setdefault(key, ns["ebc"])
+            outcome(ns)
+        return ns
 
     def lookup_bags(self, table, values, offsets, weights, combiner):
-        import torch
-
-        def call():
-            with torch.no_grad():
-                return _to_numpy(self._call(table, values, offsets, weights, combiner)[0])
-
-        return self._translated(call)
+        return to_numpy(self._run("lookup_bags", table, values, offsets, weights, combiner)["out"])
 
     def grad_bags(self, table, values, offsets, weights, combiner, upstream):
-        import torch
-
-        def call():
-            out, ebc = self._call(table, values, offsets, weights, combiner, trainable=True)
-            out.backward(_to_torch(upstream))
-            held = ebc.embedding_bags["t"].weight
-            return _to_numpy(held.grad if held.grad is not None else torch.zeros_like(held))
-
-        return self._translated(call)
+        return to_numpy(self._run("grad_bags", table, values, offsets, weights, combiner, upstream=upstream)["grad"])
 
     def snippet(self, op: str, args: dict[str, str]) -> str:
-        if op not in ("lookup_bags", "grad_bags"):
+        if op not in _TEXTS:
             raise ValueError(f"{self.name} has no operation {op!r}")
-        lines = [_SNIPPET_HELPERS] + [f"{k} = {v}" for k, v in args.items()]
-        lines += ["V, D = table.shape", f"pooling = {_POOLING!r}[combiner]",
-                  f"data_type = {_DATA_TYPES!r}[table.dtype.name]", "weighted = weights is not None"]
-        lines += _BUILD + ["weight = to_torch(table)", "ids = to_torch(values)", "offs = to_torch(offsets)",
-                           "psw = None if weights is None else to_torch(weights)"] + _LOAD + _CALL
-        if op == "grad_bags":
-            lines += ["out.backward(to_torch(upstream))",
-                      "result = show('grad', ebc.embedding_bags['t'].weight.grad)"]
-        else:
-            lines.append("result = show('out', out)")
-        return "\n".join(lines) + "\n"
+        return TORCH.snippet({**args, "ebc": "None"}, _TEXTS[op], _TAILS[op])
 
 
 def describe(name: str) -> Description:
