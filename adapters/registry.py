@@ -10,6 +10,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ def load_object(spec: str):
 # A framework's own behaviour model steps live in its folder and register themselves with
 # the specification's (adapters/spec/steps.py): every process that reads a model imports
 # this registry, and so them.
-STEP_MODULES = tuple(f"embedding_conformance.adapters.{folder}.steps"
-                     for folder in ("onnx", "openvino", "tensorflow", "torch", "torchrec"))
+STEP_MODULES = tuple(f"embedding_conformance.adapters.{p.parent.name}.steps"
+                     for p in sorted(Path(__file__).parent.glob("*/steps.py")) if p.parent.name != "spec")
 for _module in STEP_MODULES:
     importlib.import_module(_module)

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 RESULTS = "results.jsonl"
 RUN = "run.json"
 
-from embedding_conformance.suites.statuses import ALL, FAILING, SKIPPING
+from embedding_conformance.suites.statuses import ALL, FAILING, SKIPPING, acknowledged, gate_failing  # noqa: F401 (re-exported)
 from embedding_conformance.suites.statuses import PASSING as _PASSING
 
 # Display order: the passing statuses, then the skipped, then the failing (suites/statuses.py
@@ -206,11 +206,6 @@ def outcome(rec: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
     return rec["status"], tuple(div.get("model") or ()) + (("acknowledged",) if rec.get("acknowledged") else ())
 
 
-def acknowledged(rec: dict[str, Any]) -> bool:
-    """A violation written up as known (an acknowledged violation): red, not a gate failure."""
-    return rec["status"] == "violates" and bool(rec.get("acknowledged"))
-
-
 def score(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A column's score: of the clauses that apply to it (neither not_applicable nor
     unavailable), how many conform."""
@@ -218,11 +213,6 @@ def score(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     conforms = sum(1 for r in applicable if r["status"] == "conforms")
     return {"conforms": conforms, "applicable": len(applicable),
             "share": round(conforms / len(applicable), 4) if applicable else None}
-
-
-def gate_failing(rec: dict[str, Any]) -> bool:
-    """Whether a record fails the suite's gate: violates (unless acknowledged), stale, error."""
-    return rec["status"] in FAILING and not acknowledged(rec)
 
 
 SCHEMA = Path(__file__).with_name("results.schema.json")

@@ -1,8 +1,9 @@
 """The clause catalogue. A clause is data: its id, its one-line statement, the
 adapter method it needs, the strategy of its cases, the oracle that says what
 must come back (under the contract or a behaviour model), and the comparison
-that judges it. Clause families live in ``suites/test_<family>.py``, each clause
-next to its oracle; importing them registers them here."""
+that judges it. Clause families live in ``suites/test_<family>.py`` (the output's
+shape and dtype share test_output.py), each clause next to its oracle; importing
+them registers them here."""
 from __future__ import annotations
 
 import importlib
@@ -19,8 +20,7 @@ from . import assertions
 
 Args = dict[str, Any]
 FAMILY_MODULES = (
-    "embedding_conformance.suites.test_shape",
-    "embedding_conformance.suites.test_dtype",
+    "embedding_conformance.suites.test_output",
     "embedding_conformance.suites.test_rows",
     "embedding_conformance.suites.test_ids",
     "embedding_conformance.suites.test_table",

@@ -5,6 +5,7 @@ and the README's table are checked against this list by the project's tests."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,13 @@ STATUSES = tuple(s.name for s in ALL)
 PASSING = frozenset(s.name for s in ALL if s.pytest == "pass")  # pytest: pass
 SKIPPING = frozenset(s.name for s in ALL if s.pytest == "skip")  # pytest: skip
 FAILING = frozenset(s.name for s in ALL if s.pytest == "fail")  # pytest: fail (an acknowledged violation: xfail)
+
+
+def acknowledged(rec: dict[str, Any]) -> bool:
+    """A violation written up as known (an acknowledged violation): red, not a gate failure."""
+    return rec["status"] == "violates" and bool(rec.get("acknowledged"))
+
+
+def gate_failing(rec: dict[str, Any]) -> bool:
+    """Whether a record fails the suite's gate: violates (unless acknowledged), stale, error."""
+    return rec["status"] in FAILING and not acknowledged(rec)

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .statuses import gate_failing
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -43,8 +45,6 @@ def run_seed(seed: int, adapters: str | None, extra: list[str], out: Path) -> tu
 
 
 def unexplained(records: list[dict]) -> list[dict]:
-    from embedding_conformance.reports.results import gate_failing
-
     return [r for r in records if gate_failing(r)]
 
 
