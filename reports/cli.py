@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                                    progress=None if args.quiet else stderr_progress)
             written = sum(1 for f in found if f.path is not None)
             worth = sum(1 for f in found if f.path is not None and f.worth_filing)
-            print(f"{written} reports of {len(found)} behaviours in {args.out} ({worth} worth filing)"
+            print(f"{written} reports of {len(found)} behaviours in {args.out} ({worth} candidates to file)"
                   + (f"; {args.summary}" if args.summary else ""))
             return 0
         else:

@@ -10,7 +10,7 @@ reference:
 - **documented**: the reference is documentation (a docs site, or a documentation file in
   a repository): a choice the framework states, listed with its link, not worth filing;
 - **known upstream**: the reference is a tracker issue or pull request;
-- **worth filing**: read from the source (the reference is a source file) or not declared
+- **candidates to file**: read from the source (the reference is a source file) or not declared
   at all: no documentation or issue is known to the suite for it.
 
 Each report holds a standalone repro that *asserts* the departure (it exits non-zero once
@@ -194,8 +194,10 @@ class Finding:
 def what_of(rec: dict) -> str:
     """What goes wrong, from what came back: a crash, a failure where the contract gives
     rows (or another kind of failure), else the clause's own departure."""
-    if "crash" in (rec.get("observed") or {}):
+    if "died" in (rec.get("observed") or {}):
         return "kills the process"
+    if "crash" in (rec.get("observed") or {}):
+        return "raises an exception that is no contract failure"
     expected, actual = _failure_kind(rec.get("expected", "")), _failure_kind(rec.get("actual", ""))
     if actual and not expected:
         return "fails on valid input" if actual == "lookup_failure" else f"raises {actual} on valid input"
@@ -269,9 +271,16 @@ def repro(rec: dict) -> str | None:
     code = trim(snippet, keep_bfloat16=bf16)
     obs = rec.get("observed") or {}
     ack = rec.get("acknowledged") or {}
-    if "crash" in obs:
+    if "died" in obs:
         return code.rstrip() + ("\n# the departure: the process dies on this call (the suite saw: "
-                                f"{_comment(obs['crash'])}); an exit without a crash means it no longer reproduces\n")
+                                f"{_comment(obs['died'])}); an exit without a crash means it no longer reproduces\n")
+    if "crash" in obs:
+        wrapped = _wrap_failure(code)
+        if wrapped is None:
+            return code
+        return wrapped + (f"# the departure: the call raises an exception no contract failure names (the suite saw: "
+                          f"{_comment(obs['crash'], 120)})\n"
+                          "assert isinstance(result, BaseException), f'no longer raises: {result!r}'\n")
     parts = observed_parts(obs)
     if len(parts) == 1 and "failure" in parts[0]:
         wrapped = _wrap_failure(code)
@@ -452,9 +461,10 @@ def _status_line(f: Finding) -> str:
     if f.category == KNOWN:
         return f"known upstream: {f.link}"
     if f.category == FROM_SOURCE:
-        return ("worth filing: read from the source" + (f" ({f.link})" if f.link else "")
-                + "; no documentation or tracker issue is known to the suite for it")
-    return "worth filing: nothing declares it; no documentation or tracker issue is known to the suite for it"
+        return ("a candidate to file: its declaration cites source code" + (f" ({f.link})" if f.link else "")
+                + ", no documentation or tracker issue; check the framework's documentation before filing")
+    return ("a candidate to file: nothing declares it, no documentation or tracker issue is known to the suite for "
+            "it; check the framework's documentation before filing")
 
 
 def report(f: Finding, meta: dict) -> str:
@@ -485,7 +495,8 @@ def report(f: Finding, meta: dict) -> str:
     lines += ["", "## Known upstream", "",
               f"Tracked as {f.tracker}." if f.tracker else
               f"Documented: {f.link}." if f.documented else
-              "No tracker issue or documentation is known to the suite for this: worth filing.",
+              "No tracker issue or documentation is cited for this: a candidate to file once the framework's "
+              "documentation is checked.",
               "", f"<sub>Found by embedding-conformance {meta.get('revision', '')}, profile {meta.get('profile', '')}, "
                   f"seed {meta.get('seed', '')}, {meta.get('date', '')}.</sub>", ""]
     return "\n".join(lines)
@@ -506,7 +517,7 @@ def _replay_sentence(f: Finding) -> str:
 def _printed(rec: dict, bytes_kept: bool = True) -> str:
     """What the repro gave, for the replay to compare with (without the bytes of a result
     that reads memory no input determines: its dtype and shape only)."""
-    parts = observed_parts(rec["observed"]) if "crash" not in rec["observed"] else [rec["observed"]]
+    parts = observed_parts(rec["observed"]) if not {"crash", "died"} & set(rec["observed"]) else [rec["observed"]]
     if not bytes_kept:
         parts = [{k: v for k, v in p.items() if k != "hex"} for p in parts]
     return json.dumps(parts)
@@ -524,15 +535,16 @@ def summary(found: list[Finding], command: str | None = None) -> str:
     lines = ["# Findings", "",
              f"{len(found)} behaviours in {n_checks} departing checks, one entry per behaviour (a declaration, or a "
              "departure nothing declares, with every clause and column it shows in): "
-             f"{len(by[FROM_SOURCE]) + len(by[UNDECLARED])} worth filing, {len(by[KNOWN])} known upstream, "
+             f"{len(by[FROM_SOURCE]) + len(by[UNDECLARED])} candidates to file, {len(by[KNOWN])} known upstream, "
              f"{len(by[DOCUMENTED])} documented. Full reports, one per behaviour, are written on demand: "
              f"`{command}` (after a full run; `--no-replay` skips replaying the repros first).", "",
              "What a behaviour is worth is read from its declaration's reference: a documentation page "
              "(**documented**: the framework states it, not worth filing), a tracker issue (**known upstream**), a "
-             "source file (**read from source**: worth filing), or no declaration (**undeclared**: worth filing). "
+             "source file (**read from source**: a candidate to file, once the framework's documentation is checked), "
+             "or no declaration (**undeclared**: likewise). "
              "Each repro below asserts its departure (it exits non-zero once it no longer reproduces); "
              "`tests/test_findings.py` replays every one.", ""]
-    sections = [("Worth filing", by[FROM_SOURCE] + by[UNDECLARED]), ("Known upstream", by[KNOWN]),
+    sections = [("Candidates to file", by[FROM_SOURCE] + by[UNDECLARED]), ("Known upstream", by[KNOWN]),
                 ("Documented", by[DOCUMENTED])]
     n = 0
     numbers: dict[int, int] = {}
@@ -550,7 +562,7 @@ def summary(found: list[Finding], command: str | None = None) -> str:
                 name = f"[{name}](#f{n})"
             lines.append(f"| {n} | {name} | {declared} | {shows} | {f.link or ''} |")
         lines.append("")
-    lines += ["## Repros of the behaviours worth filing", ""]
+    lines += ["## Repros of the candidates to file", ""]
     for f in sections[0][1]:
         rec = f.record
         code = repro(rec)
@@ -604,7 +616,7 @@ def write_findings(dirs: list[Path], out: Path, summary_path: Path | None = None
     found = departures(runs)
     n_checks = len({id(r) for f in found for r in f.records})
     _say(progress, f"{n_checks} departing checks: {len(found)} behaviours "
-                   f"({sum(f.worth_filing for f in found)} worth filing)")
+                   f"({sum(f.worth_filing for f in found)} candidates to file)")
     if replay_them:
         _replay_all(found, progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -702,7 +714,7 @@ def read_summary(text: str) -> list[dict[str, Any]]:
     out = []
     for m in _ENTRY.finditer(text):
         parts = json.loads(m["gave"])
-        observed = parts[0] if len(parts) == 1 and "crash" in parts[0] else {"parts": parts}
+        observed = parts[0] if len(parts) == 1 and {"crash", "died"} & set(parts[0]) else {"parts": parts}
         out.append({"adapter": m["adapter"], "clause": m["clause"], "snippet": m["snippet"] + "\n",
                     "observed": observed})
     return out

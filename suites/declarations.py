@@ -27,7 +27,8 @@ search that merely missed is never stale. A declaration without a witness is
 refused, unless it is ``intermittent = true`` (a timing or earlier calls decide it)
 and its ``note`` says why no input forces it.
 
-``versions`` (distribution -> PEP 440 specifier) and ``when`` (a fact of the
+``versions`` (distribution -> PEP 440 specifier, or alternatives joined by ``||``: the
+releases a matrix ran, ``"==2.11.0 || ==2.13.0"``) and ``when`` (a fact of the
 adapter's ``environment()`` -> specifier, or ``==WORD`` for a fact that is a word, such
 as an inference precision) say where a declaration holds; outside it
 the adapter is held to the contract. Declarations that overlap (one step declared
@@ -333,6 +334,8 @@ def _satisfies(spec: str, value: Any) -> bool:
     ``==WORD`` / ``!=WORD`` compare a fact that is a word (an inference precision, say)."""
     if value is None:
         return False
+    if "||" in str(spec):  # alternatives: exactly the releases a matrix ran, say "==2.11.0 || ==2.13.0"
+        return any(_satisfies(alt, value) for alt in str(spec).split("||"))
     text = _TEXT.match(str(spec).strip())
     if text:
         return (str(value) == text[2]) == (text[1] == "==")
@@ -344,12 +347,14 @@ def _satisfies(spec: str, value: Any) -> bool:
 
 def _check_specifiers(where: str, prefix: str, mapping: dict, what: str) -> None:
     for name, spec in mapping.items():
-        if prefix and _TEXT.match(str(spec).strip()):
-            continue
-        try:
-            SpecifierSet(str(spec))
-        except InvalidSpecifier:
-            raise DeclarationError(f"{where}: {prefix}{name} = {spec!r} is not a {what}") from None
+        for alt in str(spec).split("||"):
+            if prefix and _TEXT.match(alt.strip()):
+                continue
+            try:
+                SpecifierSet(alt.strip())
+            except InvalidSpecifier:
+                raise DeclarationError(f"{where}: {prefix}{name} = {spec!r} is not a {what}, nor alternatives "
+                                       f"of such joined by ||") from None
 
 
 def build_witness(spec: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,11 @@ def _neighbours(v: Version) -> list[Version]:
     return up + down
 
 
+def _contains(spec: str, v: Version) -> bool:
+    """``spec`` admits ``v``; alternatives joined by ``||`` (the releases a matrix ran) each count."""
+    return any(SpecifierSet(alt.strip()).contains(v, prereleases=True) for alt in spec.split("||"))
+
+
 def test_every_version_range_is_only_as_wide_as_the_versions_run():
     ran = run_versions()
     declared = decl.load([], load_all())
@@ -69,12 +74,11 @@ def test_every_version_range_is_only_as_wide_as_the_versions_run():
             if not have:
                 wrong.append(f"{d.source}: {dist} is not a distribution the project runs")
                 continue
-            s = SpecifierSet(spec)
-            if not any(s.contains(v, prereleases=True) for v in have):
+            if not any(_contains(spec, v) for v in have):
                 wrong.append(f"{d.source}: {dist} {spec} admits none of the versions run ({', '.join(map(str, have))})")
             lo, hi = have[0], have[-1]
             past = [v for v in _neighbours(hi) if v > hi] + [v for v in _neighbours(lo) if v < lo]
-            reach = [str(v) for v in past if s.contains(v, prereleases=True)]
+            reach = [str(v) for v in past if _contains(spec, v)]
             if reach:
                 wrong.append(f"{d.source}: {dist} {spec} admits {', '.join(reach)}, outside the versions run "
                              f"({lo} to {hi})")
@@ -101,3 +105,14 @@ def test_nothing_points_at_a_file_outside_the_repository():
             if OUTSIDE.search(line) and "OUTSIDE = re.compile" not in line:
                 found.append(f"{name}:{n}: {line.strip()[:120]}")
     assert not found, "\n".join(found)
+
+
+def test_versions_may_list_the_releases_a_matrix_ran():
+    from embedding_conformance.suites.declarations import DeclarationError, _check_specifiers, _satisfies
+
+    spec = "==2.11.0 || ==2.13.0"
+    assert _satisfies(spec, "2.11.0") and _satisfies(spec, "2.13.0+cpu")
+    assert not _satisfies(spec, "2.12.1") and not _satisfies(spec, "2.14.1")
+    _check_specifiers("f.toml: divergence #1", "", {"torch": spec}, "version specifier")
+    with pytest.raises(DeclarationError, match=r"torch = '==2.11.0 \|\| banana'.*joined by \|\|"):
+        _check_specifiers("f.toml: divergence #1", "", {"torch": "==2.11.0 || banana"}, "version specifier")

@@ -226,8 +226,24 @@ def test_a_crash_on_one_input_is_reported_with_that_input():
         ns = {"np": np}
         exec(rec["example"], ns)
         assert (ns["ids"] < 0).any() and "expected out_of_range" in rec["detail"]
+        assert "SIGABRT" in rec["observed"]["died"] and "crash" not in rec["observed"]  # a death, not a raise
     finally:
         host.close()
+
+
+def test_a_replay_tells_a_death_from_an_exception_no_failure_names():
+    from embedding_conformance.reports.replay import judge
+
+    died = {"adapter": "a", "clause": "c", "observed": {"died": "the worker died (SIGABRT)"}}
+    raised = {"adapter": "a", "clause": "c", "observed": {"crash": "the adapter raised ValueError: x"}}
+    unclassified = {"parts": [{"unclassified": "ValueError: x"}]}
+    assert judge(died, {"died": "SIGABRT"}) is None and "did not" in judge(died, unclassified)
+    assert judge(raised, unclassified) is None and "process died" in judge(raised, {"died": "SIGABRT"})
+    assert "the snippet gave" in judge(raised, {"parts": [{"failure": "out_of_range"}]})
+    # an adapter's isolated child killed (OpenVINO, MLX): the snippet, one process, dies instead
+    killed = {"adapter": "a", "clause": "c", "observed": {
+        "crash": "the adapter raised embedding_conformance.adapters.toolkit.isolation.ProcessKilled: x killed its process"}}
+    assert judge(killed, {"died": "SIGFPE"}) is None and "process died" in judge(raised, {"died": "SIGFPE"})
 
 
 def test_a_hanging_worker_is_stopped_and_the_next_check_runs():
