@@ -142,6 +142,10 @@ def test_model_wrap_negative():
         oracle.lookup(T, np.array([-5]), ["wrap_negative"])
     with pytest.raises(OutOfRange):
         oracle.lookup(T, np.array([4]), ["wrap_negative"])
+    # a 0-d uint64 id past 2**63 (found by a sweep seed: the oracle raised OverflowError)
+    with pytest.raises(OutOfRange):
+        oracle.lookup(T, np.array(2**64 - 1, dtype=np.uint64), ["wrap_negative"])
+    assert rows(oracle.lookup(T, np.array(2**64 - 1, dtype=np.uint64), ["wrap_negative", "fill_zero"])) == [0.0]
 
 
 def test_model_fill_nan_and_fill_zero():

@@ -223,7 +223,9 @@ TRANSFORMS = {
 
 def _wrap_negative(ids: np.ndarray, v: int):
     claimed = (ids < 0) & (ids >= -v)
-    return claimed, np.where(claimed, ids + v, 0)
+    # asarray: on 0-d object ids (uint64) ``ids + v`` is a Python int, which np.where
+    # would squeeze into a C long (2**64 - 1 overflows it)
+    return claimed, np.where(claimed, np.asarray(ids + v, dtype=ids.dtype), 0)
 
 
 def _wrap_in(dtype: np.dtype):

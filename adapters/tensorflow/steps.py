@@ -66,7 +66,8 @@ def tf_segment_bits(value: np.ndarray, ctx: bags.Bags) -> np.ndarray:
         flat[nanf & ~vector] = (flat[nanf & ~vector] & 0x8000) | 0x7FC0
         return flat.view(dtype).reshape(value.shape)
     if dtype.name == "float16" or ctx.weighted:
-        quiet = (man >> 1) + 1  # the top mantissa bit
+        u = type(man)  # typed constants: NumPy 1.x refuses uint64 >> int
+        quiet = u((man >> u(1)) + u(1))  # the top mantissa bit
         bits[nan & ctx.exact] |= quiet
     return bits.view(dtype)
 

@@ -53,6 +53,9 @@ _MESSAGES: tuple[tuple[str, type[LookupFailure]], ...] = (
     ("Padding_idx must be within num_embeddings", OutOfRange),
     # index dtype other than int32 / int64 (float, bool, int8, uint64, ...)
     ("'indices' to have one of the following scalar types", InvalidIds),
+    # uint16/uint32 ids where torch has no kernel for them (torch 2.11's DTensor masks ids
+    # with '<': '"lt_cpu" not implemented for 'UInt32''): the ids' dtype is refused
+    ("not implemented for 'UInt", InvalidIds),
     # sparse=True with padding_idx: the sparse backward indexes 0-d ids as if they
     # had a dimension and fails on valid input (a framework failure, no contract kind)
     ("too many indices for tensor of dimension 0", LookupFailure),
