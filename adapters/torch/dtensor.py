@@ -32,6 +32,8 @@ Torch is imported lazily (only the ranks import torch.distributed).
 """
 from __future__ import annotations
 
+import functools
+
 import atexit
 import multiprocessing
 import os
@@ -509,20 +511,11 @@ def classify(exc: BaseException, call: Call = Call()) -> LookupFailure | None:
     return _failure(exc)
 
 
-def rowwise_2() -> DTensorEmbedding:
-    return DTensorEmbedding("Rowwise", 2)
-
-
-def rowwise_3() -> DTensorEmbedding:
-    return DTensorEmbedding("Rowwise", 3)
-
-
-def colwise_2() -> DTensorEmbedding:
-    return DTensorEmbedding("Colwise", 2)
-
-
-def colwise_3() -> DTensorEmbedding:
-    return DTensorEmbedding("Colwise", 3)
+# the built-in columns' zero-argument factories (the registry names them)
+rowwise_2 = functools.partial(DTensorEmbedding, "Rowwise", 2)
+rowwise_3 = functools.partial(DTensorEmbedding, "Rowwise", 3)
+colwise_2 = functools.partial(DTensorEmbedding, "Colwise", 2)
+colwise_3 = functools.partial(DTensorEmbedding, "Colwise", 3)
 
 
 def rowwise_2_compile() -> DTensorEmbedding:
