@@ -419,3 +419,23 @@ def test_workflow_publishes_the_merged_page_with_its_badges(workflow):
     merged = next(s for s in workflow["jobs"]["merge"]["steps"] if s.get("name") == "Upload the merged report")
     download = next(s for s in publish["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
     assert download["with"]["name"] == merged["with"]["name"]  # the page and its badges/ directory
+
+
+def test_the_readme_tables_every_cell_once_with_its_selection():
+    # the README's table of cells is for users: each cell of CELLS appears once, with the
+    # --adapters selection it runs (or "the same" as the row above), and nothing else is listed
+    text = (ROOT / "README.md").read_text()
+    rows = [ln for ln in text.splitlines() if re.match(r"^\| `[^`]+` \|", ln)]
+    named = [re.match(r"^\| `([^`]+)`", ln).group(1) for ln in rows]
+    cells = [c.name for c in nf.CELLS]
+    assert sorted(n for n in named if n in nf.CELLS_BY_NAME) == sorted(cells), named
+    previous = None
+    for ln in rows:
+        parts = [p.strip() for p in ln.strip("|").split("|")]
+        name = parts[0].strip("`")
+        if name not in nf.CELLS_BY_NAME:
+            continue
+        selection = parts[2]
+        selection = previous if selection == "the same" else selection.strip("`")
+        assert selection == nf.CELLS_BY_NAME[name].adapters, (name, selection)
+        previous = selection
